@@ -10,6 +10,13 @@ CDF (no ``torch.multinomial``), and records what the training forward needs to r
 (:class:`Rollout`): thinking mask, compact latents, per-token log-probs and gate ratios. With the gate off and
 greedy choice it reproduces ``generate`` token for token (same left padding, attention mask and position ids).
 
+Finished rows leave the batch. Once enough rows have stopped (EOS or a stop string;
+:attr:`DecodeConfig.compact_fraction`), they are dropped from the KV cache (``DynamicCache.batch_select_indices``)
+and from every per-row tensor; each step writes its results into the full-batch ``Rollout`` at the rows still
+decoding. Rows whose thinking has ended get no latent or gate work. None of this changes what a row produces:
+greedy rollouts are token-identical with and without compaction, and so are sampled ones, because each row
+draws its uniforms from its own stream (``row_seeds``; see :func:`hybrid_generate`).
+
 Replay rebuilds the inputs with the CURRENT gate parameters (gradients reach ``W_r``, ``W_i``, ``Lambda``; none
 flow through the stored latents) and uses the same attention mask and position ids as the rollout.
 """
@@ -26,6 +33,8 @@ from hrpo.gate import ThinkingGate
 from hrpo.latent import (
     SamplingConfig,
     choose_tokens,
+    chosen_logprobs,
+    row_uniforms,
     sparse_latents,
     step_distribution,
     step_latents,
@@ -55,10 +64,16 @@ class DecodeConfig:
     record_logprobs: bool = True
     """Fill ``Rollout.logprobs`` (the RL loss needs them); False leaves zeros and skips a full-vocab log-softmax
     per step, which evaluation does not need."""
+    compact_fraction: float | None = 0.0
+    """Speed only (outputs never change): drop finished rows from the batch once they are at least this
+    fraction of the rows still in it (0.0 = as soon as one row finishes; None = never). See
+    ``benchmark/README.md`` for the measurement behind the default."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.compact_fraction is not None and not 0.0 <= self.compact_fraction <= 1.0:
+            raise ValueError(f"compact_fraction must be in [0, 1] or None, got {self.compact_fraction}")
         if self.hybrid and not self.delimiter:
             raise ValueError("hybrid decoding needs a non-empty answer delimiter (e.g. '####')")
 
@@ -69,7 +84,7 @@ class Rollout:
 
     ``thinking_mask[b, k]`` is True when completion token ``k`` was fed back as a hybrid embedding. Latents are
     stored compactly as the sampling distribution's ``(latent_ids, latent_probs)`` when it is top-k truncated,
-    else as dense ``latents``.
+    else as dense ``latents``; they are filled at hybrid slots only (zeros elsewhere: nothing reads them).
     """
 
     prompt_ids: torch.Tensor  # (B, P) long, left padded
@@ -145,6 +160,17 @@ def _pad_id(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, e
     return int(eos[0])
 
 
+def default_row_seeds(batch: int, generator: torch.Generator | None = None) -> list[int]:
+    """One seed per row, drawn from ``generator`` (else torch's global RNG, so ``torch.manual_seed`` fixes it)."""
+    device = generator.device if generator is not None else "cpu"
+    return torch.randint(0, 2**62, (batch,), generator=generator, device=device).tolist()
+
+
+def _should_compact(finished: int, rows: int, fraction: float | None) -> bool:
+    """Drop ``finished`` of the ``rows`` in the batch now? (Never all: the loop ends then.)"""
+    return fraction is not None and 0 < finished < rows and finished >= fraction * rows
+
+
 @torch.no_grad()
 def hybrid_generate(
     model: PreTrainedModel,
@@ -154,11 +180,17 @@ def hybrid_generate(
     config: DecodeConfig,
     tokenizer: PreTrainedTokenizerBase | None = None,
     generator: torch.Generator | None = None,
+    row_seeds: Sequence[int] | None = None,
 ) -> Rollout:
     """Decode a left-padded batch ``(B, P)``; see the module docstring.
 
     ``tokenizer`` is needed for the delimiter and stop strings (text detection). ``gate=None`` or
     ``config.hybrid=False`` decodes with plain token embeddings.
+
+    Sampling randomness: row ``b`` draws its step-``k`` uniform from its own stream, seeded ``row_seeds[b]``
+    (:func:`hrpo.latent.row_uniforms`), so its tokens depend on its prompt, its seed and the model only --
+    not on the other rows nor on compaction. Without ``row_seeds`` the seeds are drawn from ``generator``
+    (else from torch's global RNG): the same generator state gives the same rollout. Greedy draws nothing.
     """
     sampling = config.sampling
     hybrid = config.hybrid and gate is not None
@@ -169,13 +201,19 @@ def hybrid_generate(
     pad_id = _pad_id(model, tokenizer, eos)
     if (hybrid or config.stop_strings) and tokenizer is None:
         raise ValueError("hybrid decoding and stop strings need the tokenizer to detect text")
+    if row_seeds is not None and len(row_seeds) != batch:
+        raise ValueError(f"row_seeds has {len(row_seeds)} seeds for a batch of {batch} rows")
     delimiter_watch = SubstringWatcher(tokenizer, [config.delimiter]) if hybrid else None
     stop_watch = SubstringWatcher(tokenizer, list(config.stop_strings)) if config.stop_strings else None
+    window = max([w.window for w in (delimiter_watch, stop_watch) if w is not None], default=1)
+    max_new = config.max_new_tokens
+    uniforms = None  # (B, C) fp32: row b's uniform for step k
+    if not sampling.greedy:
+        seeds = list(row_seeds) if row_seeds is not None else default_row_seeds(batch, generator)
+        uniforms = row_uniforms(seeds, max_new, device)
 
     embedding = model.get_input_embeddings()
-    full_mask = torch.cat(
-        [attention_mask.long(), attention_mask.new_ones(batch, config.max_new_tokens)], dim=1
-    )
+    full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(batch, max_new)], dim=1)
     positions = position_ids_from_mask(attention_mask)
     cache = DynamicCache(config=model.config)
     out = model(
@@ -186,62 +224,98 @@ def hybrid_generate(
         use_cache=True,
         logits_to_keep=1,
     )
-    logits = out.logits[:, -1, :]
-    next_position = positions[:, -1] + 1  # (B,)
+    logits = out.logits[:, -1, :]  # (n, V) for the n rows still in the batch
+    workspace = (
+        torch.empty(logits.shape, dtype=torch.float32, device=device) if config.record_logprobs else None
+    )
 
-    thinking = torch.full((batch,), hybrid, dtype=torch.bool, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    # Per-row state of the rows still in the batch (n of them); `active` maps them to rows of the full batch.
+    active = torch.arange(batch, device=device)  # (n,)
+    active_cpu = torch.arange(batch)  # (n,)
+    next_position = positions[:, -1] + 1  # (n,)
+    thinking = torch.full((batch,), hybrid, dtype=torch.bool, device=device)  # (n,)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)  # (n,) stopped but not yet dropped
+
+    # Full-batch results (B, C); rows that have left keep these fill values, which are what a finished row
+    # would write anyway (pad, invalid, not thinking, log-prob 0, ratios 1 / 0).
+    tokens = torch.full((batch, max_new), pad_id, dtype=torch.long, device=device)
+    valid = torch.zeros(batch, max_new, dtype=torch.bool, device=device)
+    think_slots = torch.zeros(batch, max_new, dtype=torch.bool, device=device)
+    logps = torch.zeros(batch, max_new, dtype=torch.float32, device=device)
+    e_ratio = torch.ones(batch, max_new, dtype=torch.float32, device=device)
+    h_ratio = torch.zeros(batch, max_new, dtype=torch.float32, device=device)
+    history = torch.full((batch, max_new), pad_id, dtype=torch.long)  # CPU copy for the text watchers
     stop_reason = torch.full((batch,), STOP_LENGTH, dtype=torch.long)
-    tokens, valid, think_slots, logps, e_ratio, h_ratio = [], [], [], [], [], []
-    latent_ids, latent_probs, dense = [], [], []
-    history_cpu: list[torch.Tensor] = []
-    window = max([w.window for w in (delimiter_watch, stop_watch) if w is not None], default=1)
+    # Latents of hybrid slots only: per step (full-batch rows, step, values), scattered at the end.
+    latent_parts: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]] = []
+    sparse = sampling.top_k > 0
+    need_dist = hybrid or config.record_logprobs or not sampling.greedy
 
-    for step in range(config.max_new_tokens):
-        dist = step_distribution(logits, sampling)
-        chosen = choose_tokens(logits, dist, sampling.greedy, generator)
-        chosen = chosen.masked_fill(finished, pad_id)
-        tokens.append(chosen)
-        valid.append(~finished)
+    steps = 0
+    for step in range(max_new):
+        steps = step + 1
+        # Plain greedy decoding without log-probs (evaluation, latent off) needs no distribution at all.
+        dist = (
+            step_distribution(
+                logits,
+                sampling,
+                log_normalizer=config.record_logprobs,
+                workspace=_rows(workspace, len(active)),
+            )
+            if need_dist
+            else None
+        )
+        step_u = None if uniforms is None else uniforms[active, step]  # (n,)
+        chosen = choose_tokens(logits, dist, sampling.greedy, uniforms=step_u)
+        chosen = chosen.masked_fill(finished, pad_id)  # (n,)
+        live = ~finished
+        tokens[active, step] = chosen
+        valid[active, step] = live
         if config.record_logprobs:
-            logps.append(token_logprobs(logits, chosen, sampling.temperature).masked_fill(finished, 0.0))
-        else:
-            logps.append(torch.zeros(batch, dtype=torch.float32, device=device))
-        history_cpu.append(chosen.cpu())
-        recent = torch.stack(history_cpu[-window:], dim=1)  # (B, <= window): all the watchers need
+            logp = chosen_logprobs(logits, chosen, dist.log_normalizer, sampling.temperature)
+            logps[active, step] = logp.masked_fill(finished, 0.0)
+        chosen_cpu = chosen.cpu()
+        history[active_cpu, step] = chosen_cpu
+        recent = history[active_cpu, max(0, steps - window) : steps]  # (n, <= window): all the watchers need
 
         if delimiter_watch is not None:
-            thinking &= ~delimiter_watch.scan(recent, (thinking & ~finished).cpu()).to(device)
-        hybrid_now = thinking & ~finished
-        token_embeds = embedding(chosen[:, None])  # (B, 1, D)
-        ratios = (torch.ones(batch, device=device), torch.zeros(batch, device=device))
-        if hybrid:
-            any_hybrid = bool(hybrid_now.any())
-            # Once every row has answered (or stopped) the sparse latent is not needed; dense ones are stored.
-            need_latents = any_hybrid or not dist.is_sparse
-            latents = step_latents(dist, embedding) if need_latents else None  # (B, D) fp32
-            if dist.is_sparse:
-                latent_ids.append(dist.ids.to(torch.int32))
-                latent_probs.append(dist.probs)
-            else:
-                dense.append(latents)
-            if any_hybrid:
-                mixed, a_mean, h_mean = gate(token_embeds[:, 0], latents)
-                token_embeds = torch.where(hybrid_now[:, None, None], mixed[:, None], token_embeds)
-                ratios = (torch.where(hybrid_now, a_mean, 1.0), torch.where(hybrid_now, h_mean, 0.0))
-        think_slots.append(hybrid_now)
-        e_ratio.append(ratios[0])
-        h_ratio.append(ratios[1])
+            thinking &= ~delimiter_watch.scan(recent, (thinking & live).cpu()).to(device)
+        hybrid_now = thinking & live  # (n,)
+        token_embeds = embedding(chosen[:, None])  # (n, 1, D)
+        if hybrid and bool(hybrid_now.any()):
+            mix_rows = hybrid_now.nonzero().squeeze(-1)  # (m,) rows of the batch that get hybrid inputs
+            mix_dist = dist.select(mix_rows)
+            latents = step_latents(mix_dist, embedding)  # (m, D) fp32
+            latent_parts.append(
+                (
+                    active[mix_rows],
+                    step,
+                    mix_dist.ids if sparse else latents,
+                    mix_dist.probs if sparse else None,
+                )
+            )
+            mixed, a_mean, h_mean = gate(token_embeds[mix_rows, 0], latents)  # (m, D), (m,), (m,)
+            token_embeds = token_embeds.index_put((mix_rows,), mixed[:, None])
+            think_slots[active[mix_rows], step] = True
+            e_ratio[active[mix_rows], step] = a_mean
+            h_ratio[active[mix_rows], step] = h_mean
 
-        hit_eos = torch.isin(chosen, eos_ids) & ~finished
-        stop_reason[hit_eos.cpu()] = STOP_EOS
+        hit_eos = torch.isin(chosen, eos_ids) & live
         finished |= hit_eos
         if stop_watch is not None:
             hit_stop = stop_watch.scan(recent, (~finished).cpu()).to(device)
-            stop_reason[hit_stop.cpu()] = STOP_STRING
+            stop_reason[active_cpu[hit_stop]] = STOP_STRING
             finished |= hit_stop
-        if bool(finished.all()) or step == config.max_new_tokens - 1:
+        stop_reason[active_cpu[hit_eos.cpu()]] = STOP_EOS
+        done = int(finished.sum())
+        if done == len(active) or step == max_new - 1:
             break
+        if _should_compact(done, len(active), config.compact_fraction):
+            keep = (~finished).nonzero().squeeze(-1)  # (n',)
+            cache.batch_select_indices(keep)
+            active, active_cpu = active[keep], active_cpu[keep.cpu()]
+            token_embeds, full_mask, next_position = token_embeds[keep], full_mask[keep], next_position[keep]
+            thinking, finished = thinking[keep], finished[keep]
         out = model(
             inputs_embeds=token_embeds,
             attention_mask=full_mask[:, : prompt_len + step + 1],
@@ -252,23 +326,38 @@ def hybrid_generate(
         logits = out.logits[:, -1, :]
         next_position = next_position + 1
 
-    def stack(items: list[torch.Tensor]) -> torch.Tensor | None:
-        return torch.stack(items, dim=1) if items else None
+    latent_ids = latent_probs = dense = None
+    if hybrid:
+        width = min(sampling.top_k, logits.shape[-1]) if sparse else embedding.embedding_dim
+        store = torch.zeros(batch, steps, width, dtype=torch.float32, device=device)
+        ids_store = torch.zeros(batch, steps, width, dtype=torch.int32, device=device) if sparse else None
+        for rows, step, values, probs in latent_parts:
+            if sparse:
+                ids_store[rows, step] = values.to(torch.int32)
+                store[rows, step] = probs
+            else:
+                store[rows, step] = values
+        latent_ids, latent_probs, dense = (ids_store, store, None) if sparse else (None, None, store)
 
     return Rollout(
         prompt_ids=input_ids,
         prompt_mask=attention_mask.long(),
-        completion_ids=stack(tokens),
-        completion_mask=stack(valid).long(),
-        thinking_mask=stack(think_slots),
-        logprobs=stack(logps),
-        embeds_ratio=stack(e_ratio),
-        hidden_ratio=stack(h_ratio),
+        completion_ids=tokens[:, :steps],
+        completion_mask=valid[:, :steps].long(),
+        thinking_mask=think_slots[:, :steps],
+        logprobs=logps[:, :steps],
+        embeds_ratio=e_ratio[:, :steps],
+        hidden_ratio=h_ratio[:, :steps],
         stop_reason=stop_reason,
-        latent_ids=stack(latent_ids),
-        latent_probs=stack(latent_probs),
-        latents=stack(dense),
+        latent_ids=latent_ids,
+        latent_probs=latent_probs,
+        latents=dense,
     )
+
+
+def _rows(tensor: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """The first ``n`` rows of a scratch tensor (the batch shrinks as rows finish)."""
+    return None if tensor is None else tensor[:n]
 
 
 def hybrid_inputs_embeds(

@@ -13,8 +13,16 @@ with ``top_k > 0`` the rollout stores only ``(ids, probs)`` of the ``K`` candida
 for Qwen2.5-1.5B's D=1536, a 15x saving; 2.3 KB for SmolLM2's D=576, 5.8x). ``top_k=0`` gives the paper's full
 softmax, stored as dense fp32 latents.
 
-Sampling uses exact inverse-CDF draws over ``p`` with a seedable generator; ``torch.multinomial`` draws one
-exponential per vocabulary entry and dominates decode time on CPU (see ``benchmark/README.md``).
+Sampling uses exact inverse-CDF draws over ``p``: one uniform per row and step, from a seedable generator or
+given by the caller (:func:`row_uniforms`: one stream per row, so a row's draws do not depend on the other rows
+of the batch); ``torch.multinomial`` draws one exponential per vocabulary entry and dominates decode time on CPU
+(see ``benchmark/README.md``).
+
+Vocabulary-sized work per step is kept to what the step needs: one ``topk`` over the raw logits (tau > 0 does
+not change their order) for the sparse ``p``, or one softmax for the dense ``p``; when log-probs are recorded,
+the full-vocabulary log-normaliser ``logsumexp(logits / tau)`` comes from one fused ``log_softmax`` (sparse) or
+from the softmax already computed (dense), and the chosen token's log-prob is ``logit / tau - logsumexp``
+(:func:`chosen_logprobs`). Everything that decides a token is fp32.
 """
 
 from __future__ import annotations
@@ -49,14 +57,27 @@ class SamplingConfig:
 
 
 class StepDistribution(NamedTuple):
-    """``p`` for a batch of rows: sparse ``(ids, probs)`` of shape ``(B, K)`` or dense ``probs`` ``(B, V)``."""
+    """``p`` for a batch of rows: sparse ``(ids, probs)`` of shape ``(B, K)`` or dense ``probs`` ``(B, V)``.
+
+    ``log_normalizer`` ``(B,)`` fp32 is ``logsumexp(logits / tau)`` over the FULL vocabulary (the log-prob
+    normaliser of :func:`token_logprobs`), when :func:`step_distribution` was asked for it.
+    """
 
     ids: torch.Tensor | None
     probs: torch.Tensor
+    log_normalizer: torch.Tensor | None = None
 
     @property
     def is_sparse(self) -> bool:
         return self.ids is not None
+
+    def select(self, rows: torch.Tensor) -> StepDistribution:
+        """The distribution of ``rows`` (an index ``(n,)``) only."""
+        return StepDistribution(
+            None if self.ids is None else self.ids[rows],
+            self.probs[rows],
+            None if self.log_normalizer is None else self.log_normalizer[rows],
+        )
 
 
 def _nucleus(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -66,34 +87,89 @@ def _nucleus(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return kept / kept.sum(-1, keepdim=True)
 
 
-def step_distribution(logits: torch.Tensor, config: SamplingConfig) -> StepDistribution:
-    """``p`` from next-token logits ``(B, V)``; fp32, rows sum to 1; sparse ids sorted by probability."""
-    scaled = logits.float() / config.temperature
+def _scaled(logits: torch.Tensor, temperature: float, workspace: torch.Tensor | None) -> torch.Tensor:
+    """``logits.float() / tau`` ``(B, V)``, written into ``workspace`` (fp32, same shape) when given.
+
+    Bitwise the same values as :func:`token_logprobs` computes; the workspace saves a fresh vocabulary-sized
+    allocation (page faults on CPU) per decode step.
+    """
+    if workspace is None:
+        return logits.float() / temperature
+    if logits.dtype != torch.float32:
+        return workspace.copy_(logits).div_(temperature)  # upcast first: fp32 where it decides tokens
+    return torch.div(logits, temperature, out=workspace)
+
+
+def step_distribution(
+    logits: torch.Tensor,
+    config: SamplingConfig,
+    log_normalizer: bool = False,
+    workspace: torch.Tensor | None = None,
+) -> StepDistribution:
+    """``p`` from next-token logits ``(B, V)``; fp32, rows sum to 1; sparse ids sorted by probability.
+
+    ``log_normalizer=True`` also returns ``logsumexp(logits / tau)`` ``(B,)`` over the full vocabulary (for
+    :func:`chosen_logprobs`). ``workspace``: optional fp32 ``(B, V)`` scratch reused across calls.
+    """
+    tau = config.temperature
     if config.top_k > 0:
-        values, ids = scaled.topk(min(config.top_k, scaled.shape[-1]), dim=-1)  # (B, K), descending
+        # topk on the raw logits: dividing by tau > 0 keeps their order, so only K values need scaling.
+        raw, ids = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1)  # (B, K), descending
+        values = raw.float() / tau
         probs = torch.softmax(values, dim=-1)
         if config.top_p < 1.0:
             probs = _nucleus(probs, config.top_p)
-        return StepDistribution(ids, probs)
-    probs = torch.softmax(scaled, dim=-1)
+        lse = None
+        if log_normalizer:
+            # One fused log_softmax pass over V; at the top-1 token j, log p_j = s_j - lse exactly, and
+            # log p_j is never tiny there, so lse = s_j - log p_j loses nothing.
+            scaled = _scaled(logits, tau, workspace)
+            top = ids[:, :1]
+            lse = (scaled.gather(-1, top) - torch.log_softmax(scaled, dim=-1).gather(-1, top)).squeeze(-1)
+        return StepDistribution(ids, probs, lse)
+    scaled = _scaled(logits, tau, workspace)
+    full = torch.softmax(scaled, dim=-1)  # (B, V)
+    # The softmax is 1 / sum(exp(s - max)) at the max logit: lse = max - log(max p), no second pass over V.
+    lse = scaled.amax(-1) - full.amax(-1).log() if log_normalizer else None
+    probs = full
     if config.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        probs = torch.zeros_like(probs).scatter_(-1, order, _nucleus(sorted_probs, config.top_p))
-    return StepDistribution(None, probs)
+        sorted_probs, order = full.sort(dim=-1, descending=True)
+        probs = torch.zeros_like(full).scatter_(-1, order, _nucleus(sorted_probs, config.top_p))
+    return StepDistribution(None, probs, lse)
+
+
+def row_uniforms(seeds: list[int], steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(B, steps)`` fp32 uniforms in [0, 1): row ``b`` is the stream of ``torch.Generator`` seeded ``seeds[b]``.
+
+    Inverse-CDF sampling needs one uniform per row and step; drawing them per row makes a row's tokens
+    independent of which other rows share (or have left) the batch.
+    """
+    rows = [torch.rand(steps, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    return (torch.stack(rows) if rows else torch.zeros(0, steps)).to(device)
 
 
 def choose_tokens(
     logits: torch.Tensor,
-    dist: StepDistribution,
+    dist: StepDistribution | None,
     greedy: bool,
     generator: torch.Generator | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Token ids ``(B,)``: argmax of ``logits`` if ``greedy`` else an inverse-CDF draw from ``dist``."""
+    """Token ids ``(B,)``: argmax of ``logits`` if ``greedy`` else an inverse-CDF draw from ``dist``.
+
+    The draw uses ``uniforms`` ``(B,)`` in [0, 1) when given, else ``torch.rand`` from ``generator``.
+    Greedy choice does not read ``dist`` (it may be None).
+    """
     if greedy:
         return logits.argmax(dim=-1)
+    if dist is None:
+        raise ValueError("sampling needs the step distribution")
     probs = dist.probs
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    if uniforms is None:
+        u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    else:
+        u = uniforms.to(device=probs.device, dtype=cdf.dtype).reshape(-1, 1)
     # Scale by the row total so rounding in the cumsum can never push the draw past the last bucket.
     # right=True picks the first bucket whose cdf exceeds the draw, so zero-probability buckets (cut by top-p)
     # are never chosen; the clamp only guards the u*total == total rounding edge.
@@ -149,3 +225,14 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
     scaled = logits.float() / temperature
     # x_y - logsumexp(x): the log-softmax at the chosen token without materialising a (..., V) output.
     return scaled.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(scaled, dim=-1)
+
+
+def chosen_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, log_normalizer: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """:func:`token_logprobs` of ``tokens`` ``(B,)`` given the step's ``log_normalizer`` ``(B,)``: ``(B,)`` fp32.
+
+    ``logits[token] / tau - logsumexp(logits / tau)`` with the normaliser the sampler already computed.
+    """
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).float() / temperature
+    return picked - log_normalizer

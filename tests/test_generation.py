@@ -149,14 +149,20 @@ class ScriptedLM(nn.Module):
     def get_input_embeddings(self):
         return self.embed
 
-    def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
-        if inputs_embeds is not None:
-            self.fed.append(inputs_embeds[:, 0].clone())
+    def forward(self, input_ids=None, inputs_embeds=None, past_key_values=None, **kwargs):
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+        if input_ids is not None:  # prefill: remember each row's identity in the cache, which compaction slices
+            rows = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1)
+            past_key_values.update(rows, rows, 0)
+        rows = past_key_values.layers[0].keys.view(-1).long().tolist()  # original row of each batch row
+        if inputs_embeds is not None:
+            fed = torch.full((len(self.script), 16), float("nan"))
+            fed[rows] = inputs_embeds[:, 0]
+            self.fed.append(fed)
         logits = torch.zeros(batch, 1, self.config.vocab_size)
-        for row in range(batch):
+        for i, row in enumerate(rows):
             script = self.script[row]
-            logits[row, 0, script[min(self.step, len(script) - 1)]] = 30.0
+            logits[i, 0, script[min(self.step, len(script) - 1)]] = 30.0
         self.step += 1
         return type("Out", (), {"logits": logits})()
 
@@ -183,11 +189,14 @@ def test_delimiter_split_sticky_and_only_thinking_tokens_are_hybrid(qwen_tokeniz
     assert rollout.completion_mask[1].tolist() == [1, 1, 1, 1, 0, 0]
     assert rollout.completion_ids[1, 4:].tolist() == [tok.pad_token_id] * 2
     assert rollout.stop_reason.tolist() == [STOP_EOS, STOP_EOS, STOP_LENGTH]
-    # What the model was fed at decode step k is token k's input: hybrid exactly where the mask says.
+    # What the model was fed at decode step k is token k's input: hybrid exactly where the mask says. Finished
+    # rows leave the batch (NaN: not fed): row 1 stops at step 3, so it is not fed after that.
     for k, fed in enumerate(model.fed):
         plain = model.embed(rollout.completion_ids[:, k])
+        present = ~fed.isnan().any(-1)
         differs = (fed - plain).abs().amax(-1) > 1e-6
-        assert differs.tolist() == rollout.thinking_mask[:, k].tolist()
+        assert (differs & present).tolist() == (rollout.thinking_mask[:, k] & present).tolist()
+    assert [int(f.isnan().any(-1).sum()) for f in model.fed] == [0, 0, 0, 1, 1]
 
 
 def test_stop_strings_end_rows(qwen_tokenizer):
