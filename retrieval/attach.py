@@ -17,7 +17,7 @@ _CACHE: dict[tuple[str, str], object] = {}
 
 
 def _retriever(index_dir: str | os.PathLike, method: str):
-    from retrieval.search import load_retriever
+    from .search import load_retriever
 
     key = (str(Path(index_dir).resolve()), method)
     if key not in _CACHE:

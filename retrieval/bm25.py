@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.corpus import iter_corpus
+from .corpus import iter_corpus
 
 BM25_DIR = "bm25"
 

@@ -52,7 +52,7 @@ def _add_retriever_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from retrieval.search import load_retriever
+    from .search import load_retriever
 
     kwargs = {"corpus": args.corpus}
     if args.method != "bm25":
@@ -68,9 +68,9 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from retrieval.bm25 import build_bm25
-    from retrieval.encoders import resolve_spec
-    from retrieval.index import build_index, read_meta, rebuild_index
+    from .bm25 import build_bm25
+    from .encoders import resolve_spec
+    from .index import build_index, read_meta, rebuild_index
 
     if args.from_index:
         meta = rebuild_index(
@@ -143,7 +143,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from retrieval.server import Limits, create_app, serve
+    from .server import Limits, create_app, serve
 
     api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not api_key:
@@ -157,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from retrieval.attach import attach_file
+    from .attach import attach_file
 
     n = attach_file(
         args.input, args.output, args.index, args.topk, args.question_field, args.batch_size, args.method

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.corpus import parse_record
+from .corpus import parse_record
 
 
 class DocStore:

@@ -6,12 +6,14 @@ results are returned in input order. On CUDA the model runs in fp16.
 
 Defaults per model family (overridable): e5 -> mean pooling and ``query: ``/``passage: `` prefixes (as the
 e5 model card and Search-R1 use them); bge -> CLS pooling; a sentence-transformers folder -> the pooling in
-its ``1_Pooling/config.json``. The offline default ``minilm`` is all-MiniLM-L6-v2 (mean pooling, 384-d).
+its ``1_Pooling/config.json``. The offline default ``minilm`` is all-MiniLM-L6-v2 (mean pooling, 384-d), an alias
+that an installed package resolves to a folder (:func:`model_path`); this package imports no other part of hrpo.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 MINILM_ALIAS = "minilm"
+ALIAS_GROUP = "hrpo.retrieval.encoders"
+"""Entry-point group of encoder aliases (name -> a callable returning a local model folder)."""
 POOLINGS = ("mean", "cls")
 
 
@@ -46,11 +50,22 @@ class EncoderSpec:
 
 
 def model_path(model: str) -> str:
-    """Resolve the ``minilm`` alias to the packaged folder; other names pass through to ``from_pretrained``."""
-    if model == MINILM_ALIAS:
-        from hrpo.assets import minilm_path
+    """A hub id or folder for ``from_pretrained``: short names (aliases) resolve to the folder their provider gives.
 
-        return str(minilm_path())
+    An alias is an entry point in the group :data:`ALIAS_GROUP` whose object, called without arguments, returns
+    a local folder; ``hrpo`` provides ``minilm`` (the offline all-MiniLM-L6-v2 of ``assets.txt``). Index metadata
+    keeps the alias, not the folder, so an index stays usable where the asset lives elsewhere. Existing paths
+    and names that are no alias pass through unchanged.
+    """
+    if "/" in model or Path(model).exists():
+        return model
+    for entry in importlib.metadata.entry_points(group=ALIAS_GROUP, name=model):
+        return str(entry.load()())
+    if model == MINILM_ALIAS:
+        raise ValueError(
+            f"encoder alias {model!r} has no provider: install hrpo (it declares the entry point "
+            f"{ALIAS_GROUP}:{model}) or pass the model folder or hub id instead"
+        )
     return model
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.corpus import iter_corpus, scan_corpus
-from retrieval.encoders import Encoder, EncoderSpec
+from .corpus import iter_corpus, scan_corpus
+from .encoders import Encoder, EncoderSpec
 
 META_FILE = "meta.json"
 OFFSETS_FILE = "offsets.npy"
@@ -201,7 +201,7 @@ def build_index(
             vectors, factory, shards, train_size, add_chunk, ef_construction, show_progress=show_progress
         )
     else:
-        from retrieval.docstore import DocStore
+        from .docstore import DocStore
 
         probe = make_index(dim, factory)
         sample = np.zeros((0, dim), np.float32)

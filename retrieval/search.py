@@ -17,9 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval.docstore import DocStore
-from retrieval.encoders import Encoder, EncoderMismatchError, EncoderSpec, check_compatible, resolve_spec
-from retrieval.index import OFFSETS_FILE, load_shards, read_meta, set_search_params
+from .docstore import DocStore
+from .encoders import Encoder, EncoderMismatchError, EncoderSpec, check_compatible, resolve_spec
+from .index import OFFSETS_FILE, load_shards, read_meta, set_search_params
 
 METHODS = ("dense", "bm25", "hybrid")
 
@@ -151,7 +151,7 @@ class BM25Retriever:
     def __init__(
         self, index_dir: str | os.PathLike, corpus: str | os.PathLike | None = None, mmap: bool = False
     ) -> None:
-        from retrieval.bm25 import BM25Index
+        from .bm25 import BM25Index
 
         self.meta = read_meta(index_dir)
         self.bm25 = BM25Index(index_dir, mmap=mmap)

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from retrieval.search import Retriever
+from .search import Retriever
 
 
 @dataclass(frozen=True)
