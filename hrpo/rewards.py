@@ -3,16 +3,17 @@
 * Training reward (TRL): ``1.0`` iff the answer is correct AND the completion has exactly one delimiter
   (no partial credit). :func:`make_reward_funcs` returns that reward plus a format-only reward meant to be
   logged with weight 0 (``GRPOConfig(reward_weights=reward_weights(funcs))``), so TRL reports both as
-  ``rewards/<name>/mean`` while optimising only the paper's reward.
+  ``rewards/<name>/mean`` while optimising only the paper's reward; the first also logs ``accuracy`` and
+  ``hedged`` rates.
 * Evaluation (lm-eval ``process_results`` in ``tasks/utils.py``): :func:`eval_metrics` -- correctness only
-  (no format check, as the paper's eval), plus the format rate and, for QA, token F1.
+  (no format check, as the paper's eval), the format rate, the hedged rate and, for QA, token F1.
 
-Parsing rules and the ``compat="original"`` variant that reproduces the original parser bugs are documented in
-:mod:`hrpo.answers`. Example::
+``compat="fixed"`` (default) reads one answer or nothing (:mod:`hrpo.scoring`; rules in ``tasks/README.md``);
+``compat="original"`` reproduces the authors' parsers exactly (:mod:`hrpo.scoring.original`). Example::
 
     >>> funcs = make_reward_funcs("gsm8k")
-    >>> funcs[0](["3 + 4 = 7 #### 7", "7 #### 7 #### 7"], gold=["7", "7"])
-    [1.0, 0.0]
+    >>> funcs[0](["3 + 4 = 7 #### 7", "7 #### 7 #### 7", "#### 7 or 8"], gold=["7", "7", "7"])
+    [1.0, 0.0, 0.0]
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hrpo import answers
 from hrpo.answers import DEFAULT_DELIMITER, Compat
+from hrpo.scoring import choice, gsm8k, math_answer, original, qa, region, verify
+from hrpo.scoring.verdict import Verdict
 
 TASKS = ("gsm8k", "math", "multiple_choice", "qa")
 
@@ -31,8 +33,10 @@ TASKS = ("gsm8k", "math", "multiple_choice", "qa")
 class Score:
     """Outcome of scoring one completion.
 
-    ``answer`` is the extracted text after the last delimiter, ``parsed`` the normalised prediction that was
-    compared (``None`` if nothing parseable), ``f1`` the token F1 (QA only).
+    ``answer`` is the text that was read (``fixed``: the answer line; ``original``: everything after the last
+    delimiter), ``parsed`` the normalised prediction that was compared (``None`` if nothing parseable), ``f1``
+    the token F1 (QA only), ``hedged`` whether the answer held several different candidates (judged by the
+    ``fixed`` reader under either ``compat``; under ``fixed`` a hedge is never correct).
     """
 
     correct: bool
@@ -40,6 +44,7 @@ class Score:
     answer: str
     parsed: str | None
     f1: float | None = None
+    hedged: bool = False
 
     @property
     def reward(self) -> float:
@@ -56,38 +61,72 @@ def score(
     gold_raw: str | None = None,
     delimiter: str = DEFAULT_DELIMITER,
     compat: Compat = "fixed",
-    math_verify: bool = False,
+    math_verify: bool | None = None,
+    verify_timeout: float = verify.DEFAULT_TIMEOUT,
 ) -> Score:
     """Score ``completion`` against ``gold`` for ``task`` (``gsm8k``, ``math``, ``multiple_choice``, ``qa``).
 
-    ``gold`` is the row's gold (a list of aliases for QA). ``choices`` (multiple choice) restricts the letters a
-    fixed parser accepts; ``gold_raw`` is the source's own label, used by ``compat="original"``.
-    ``math_verify=True`` adds symbolic equivalence (math-verify) when the string match fails.
+    ``gold`` is the row's gold (a list of aliases for QA). ``choices`` (multiple choice) are the option texts;
+    ``gold_raw`` is the source's own label, used by ``compat="original"``. ``math_verify`` (MATH): symbolic
+    equivalence when the string match fails, on by default under ``fixed``, never under ``original`` (the
+    authors used a string match); each check is cut off after ``verify_timeout`` seconds (then: string match).
     """
     if compat not in ("fixed", "original"):
         raise ValueError(f"compat must be 'fixed' or 'original', got {compat!r}")
-    fmt = answers.delimiter_count(completion, delimiter) == 1
-    ans = answers.extract_answer(completion, delimiter)
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if compat == "original" and math_verify:
+        raise ValueError("compat='original' reproduces the authors' string match; math_verify must be off")
+    fmt = region.delimiter_count(completion, delimiter) == 1
+    line = region.answer_region(completion, delimiter)
+    verdict = _judge_fixed(
+        line, gold, task, choices, math_verify is not False and compat == "fixed", verify_timeout
+    )
+    if compat == "fixed":
+        f1 = qa.f1(line, _aliases(gold)) if task == "qa" else None
+        return Score(verdict.correct, fmt, line, verdict.parsed, f1, verdict.hedged)
+    ans = original.extract(completion, delimiter)
+    correct, parsed = _judge_original(ans, gold, task, gold_raw)
+    f1 = qa.f1(ans, _aliases(gold)) if task == "qa" else None
+    return Score(correct, fmt, ans, parsed, f1, verdict.hedged)
+
+
+def _judge_fixed(
+    line: str,
+    gold: str | Sequence[str],
+    task: str,
+    choices: Sequence[str] | None,
+    use_math_verify: bool,
+    timeout: float,
+) -> Verdict:
     if task == "gsm8k":
-        gold_s = _one(gold)
-        pred = answers.normalize_gsm8k(ans, compat)
-        return Score(pred is not None and pred == answers.normalize_gsm8k(gold_s, compat), fmt, ans, pred)
+        return gsm8k.judge(line, _one(gold))
     if task == "math":
-        gold_s = _one(gold)
-        cands = answers.math_candidates(ans, compat)
-        ok = answers.strip_math(gold_s) in cands
-        if not ok and math_verify:
-            ok = answers.math_verify_equal(gold_s, ans)
-        return Score(ok, fmt, ans, cands[0] if cands else None)
+        return math_answer.judge(line, _one(gold), use_math_verify=use_math_verify, timeout=timeout)
     if task == "multiple_choice":
-        target = (gold_raw or _one(gold)) if compat == "original" else _one(gold)
-        pred = answers.parse_choice(ans, list(choices) if choices else None, compat)
-        return Score(pred is not None and pred == target.strip(), fmt, ans, pred)
-    if task == "qa":
-        aliases = [gold] if isinstance(gold, str) else list(gold)
-        em = answers.qa_exact_match(ans, aliases)
-        return Score(em, fmt, ans, answers.normalize_qa(ans), answers.qa_f1(ans, aliases))
-    raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        return choice.judge(line, _one(gold), list(choices) if choices else None)
+    return qa.judge(line, _aliases(gold))
+
+
+def _judge_original(
+    ans: str, gold: str | Sequence[str], task: str, gold_raw: str | None
+) -> tuple[bool, str | None]:
+    """The original reward's comparison: the same ``process_*_answer`` on prediction and gold."""
+    if task == "gsm8k":
+        pred = original.gsm8k(ans)
+        return pred == original.gsm8k(_one(gold)), pred
+    if task == "math":
+        pred = original.math(ans)
+        return pred == original.math_gold(_one(gold)), pred
+    if task == "multiple_choice":
+        pred = original.mmlu(ans)
+        return pred == original.mmlu(gold_raw or _one(gold)), pred
+    pred = original.qa(ans)
+    return any(pred == original.qa(a) for a in _aliases(gold)), pred
+
+
+def _aliases(gold: str | Sequence[str]) -> list[str]:
+    return [gold] if isinstance(gold, str) else [str(g) for g in gold]
 
 
 def _one(gold: str | Sequence[str]) -> str:
@@ -100,11 +139,12 @@ def _one(gold: str | Sequence[str]) -> str:
 
 def eval_metrics(doc: dict[str, Any], completion: str, **opts: Any) -> dict[str, float]:
     """lm-eval metrics for one doc (a row of :mod:`hrpo.data`): ``exact_match`` (correctness, no format
-    check), ``format`` (exactly one delimiter) and, for QA, ``f1``. ``opts`` go to :func:`score`."""
+    check), ``format`` (exactly one delimiter), ``hedged`` (several different answers) and, for QA, ``f1``.
+    ``opts`` go to :func:`score`."""
     s = score(
         completion, doc["gold"], doc["task"], choices=doc.get("choices"), gold_raw=doc.get("gold_raw"), **opts
     )
-    out = {"exact_match": float(s.correct), "format": float(s.format_ok)}
+    out = {"exact_match": float(s.correct), "format": float(s.format_ok), "hedged": float(s.hedged)}
     if doc["task"] == "qa":
         out["f1"] = float(s.f1 or 0.0)
     return out
@@ -138,7 +178,8 @@ def make_reward_funcs(
     *,
     delimiter: str = DEFAULT_DELIMITER,
     compat: Compat = "fixed",
-    math_verify: bool = False,
+    math_verify: bool | None = None,
+    verify_timeout: float = verify.DEFAULT_TIMEOUT,
 ) -> list[Callable[..., list[float]]]:
     """``[<task>_reward, format_reward]`` for ``GRPOTrainer(reward_funcs=...)``.
 
@@ -146,8 +187,10 @@ def make_reward_funcs(
     ``task``. Dataset columns arrive as kwargs lists: ``gold`` (required), ``choices``, ``gold_raw``, ``task``.
     The first function is the paper's reward (correct AND one delimiter, weight 1); the second is the format
     rate (weight 0, logged only). Each function has a ``reward_weight`` attribute; see :func:`reward_weights`.
-    Under TRL the first also logs ``<task>_reward/accuracy`` (correct, format ignored: the eval metric) and adds
-    the extracted ``answer`` to the completions table.
+    Under TRL the first also logs ``<task>_reward/accuracy`` (correct, format ignored: the eval metric) and
+    ``<task>_reward/hedged`` (share of completions holding several different answers), and adds the answer
+    that was read to the completions table. ``compat``, ``math_verify`` and ``verify_timeout`` go to
+    :func:`score`.
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)} or None")
@@ -169,6 +212,7 @@ def make_reward_funcs(
                 delimiter=delimiter,
                 compat=compat,
                 math_verify=math_verify,
+                verify_timeout=verify_timeout,
             )
             for c, g, t, ch, gr in zip(
                 completions,
@@ -182,16 +226,18 @@ def make_reward_funcs(
 
     def reward(completions: list[Any], **kwargs: Any) -> list[float]:
         result = scores(completions, kwargs)
-        # TRL >= 1.x hands reward functions these loggers: report the eval metric (correct, format ignored)
-        # and the parsed answers next to the optimised reward.
+        # TRL >= 1.x hands reward functions these loggers: report the eval metric (correct, format ignored),
+        # the hedging rate (a policy that learns to list several answers shows here first) and the answers read.
         if callable(log_metric := kwargs.get("log_metric")):
-            log_metric(f"{reward.__name__}/accuracy", sum(s.correct for s in result) / max(len(result), 1))
+            n = max(len(result), 1)
+            log_metric(f"{reward.__name__}/accuracy", sum(s.correct for s in result) / n)
+            log_metric(f"{reward.__name__}/hedged", sum(s.hedged for s in result) / n)
         if callable(log_extra := kwargs.get("log_extra")):
             log_extra("answer", [s.answer for s in result])
         return [s.reward for s in result]
 
     def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
-        return [float(answers.delimiter_count(completion_text(c), delimiter) == 1) for c in completions]
+        return [float(region.delimiter_count(completion_text(c), delimiter) == 1) for c in completions]
 
     reward.__name__ = reward.__qualname__ = f"{task or 'hrpo'}_reward"
     format_reward.__name__ = format_reward.__qualname__ = "format_reward"

@@ -1,4 +1,6 @@
-"""Reward/scoring tables (issue 4, test group 1): real gold solutions score 1.0, parser fixes, original compat."""
+"""Reward/scoring tables (issue 4, test group 1): real gold solutions score 1.0, parser fixes, original compat.
+
+The per-task accept/reject tables of issue 11 are in ``tests/test_scoring_*.py``."""
 
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ CASES = [
     ("multiple_choice", "#### Answer: D) zebra", "D", ["w", "x", "y", "zebra"], True, True),
     ("multiple_choice", "#### zebra", "D", ["w", "x", "y", "zebra"], True, True),
     ("multiple_choice", "#### (c)", "C", ["w", "x", "y", "z"], True, True),
-    ("multiple_choice", "#### I think A is wrong, so C", "C", ["w", "x", "y", "z"], True, True),
+    ("multiple_choice", "#### I think A is wrong, so C", "C", ["w", "x", "y", "z"], False, True),  # 2 letters
     ("multiple_choice", "#### E", "A", ["w", "x", "y", "z"], False, True),
     ("multiple_choice", "#### A", "B", ["w", "x", "y", "z"], False, True),
     ("multiple_choice", "#### I am not sure", "B", ["w", "x", "y", "z"], False, True),
@@ -156,11 +158,18 @@ def test_math_without_box_fixed_and_original():
     assert score("#### \\frac{1}{2}", "2", "math", compat="original").correct
 
 
-def test_math_verify_flag_adds_symbolic_equivalence():
+def test_math_verify_is_on_by_default_in_fixed_and_can_be_turned_off():
     pytest.importorskip("math_verify")
-    assert not score("#### \\frac{2}{4}", "\\frac{1}{2}", "math").correct
-    assert score("#### \\frac{2}{4}", "\\frac{1}{2}", "math", math_verify=True).correct
-    assert not score("#### \\frac{2}{5}", "\\frac{1}{2}", "math", math_verify=True).correct
+    assert not score("#### 2\\sqrt{2}", "\\sqrt{8}", "math", math_verify=False).correct
+    assert score("#### 2\\sqrt{2}", "\\sqrt{8}", "math").correct
+    assert score("#### 2\\sqrt{2}", "\\sqrt{8}", "math", math_verify=True).correct
+    assert not score("#### 3\\sqrt{2}", "\\sqrt{8}", "math").correct
+    # exact rational values need no math-verify: 2/4 == 1/2, 0.25 == 1/4
+    assert score("#### \\frac{2}{4}", "\\frac{1}{2}", "math", math_verify=False).correct
+    # the original reward is a string match: math-verify is off there and cannot be turned on
+    assert not score("#### \\boxed{2\\sqrt{2}}", "\\sqrt{8}", "math", compat="original").correct
+    with pytest.raises(ValueError, match="math_verify"):
+        score("#### 1", "1", "math", compat="original", math_verify=True)
 
 
 def test_unknown_task_and_compat_are_errors():
@@ -185,7 +194,10 @@ def test_trl_reward_funcs_strings_and_conversational():
     assert reward(conversational, gold=gold) == [1.0, 0.0, 0.0, 0.0]
     metrics, extra = {}, {}
     reward(completions, gold=gold, log_metric=metrics.__setitem__, log_extra=extra.__setitem__)
-    assert metrics == {"gsm8k_reward/accuracy": 0.75}  # correct ignoring the format: 3 of 4
+    assert metrics == {"gsm8k_reward/accuracy": 0.75, "gsm8k_reward/hedged": 0.0}  # correct, format ignored
+    metrics.clear()
+    reward(["#### 7 or 8", "#### 7", "#### 8, 9", "#### 7"], gold=gold, log_metric=metrics.__setitem__)
+    assert metrics == {"gsm8k_reward/accuracy": 0.5, "gsm8k_reward/hedged": 0.5}
     assert extra == {"answer": ["7", "7", "8", "no delimiter 7"]}
 
 
@@ -206,4 +218,6 @@ def test_trl_reward_funcs_mixed_tasks_use_task_column():
 def test_eval_metrics_ignore_format_like_the_paper_eval():
     doc = {"gold": ["Paris"], "task": "qa"}
     m = eval_metrics(doc, "London #### Rome #### Paris")
-    assert m == {"exact_match": 1.0, "format": 0.0, "f1": 1.0}
+    assert m == {"exact_match": 1.0, "format": 0.0, "hedged": 0.0, "f1": 1.0}
+    m = eval_metrics(doc, "#### Paris or Rome")
+    assert m["exact_match"] == 0.0 and m["hedged"] == 1.0 and m["format"] == 1.0

@@ -49,7 +49,12 @@ def test_grpo_trainer_step_logs_both_rewards(shared_data, qwen_tokenizer, tmp_pa
     )
     trainer.train()
     logged = {k for entry in trainer.state.log_history for k in entry}
-    assert {"rewards/gsm8k_reward/mean", "rewards/format_reward/mean", "gsm8k_reward/accuracy"} <= logged
+    assert {
+        "rewards/gsm8k_reward/mean",
+        "rewards/format_reward/mean",
+        "gsm8k_reward/accuracy",
+        "gsm8k_reward/hedged",
+    } <= logged
     call = seen[0]
     assert isinstance(call["completions"][0], list) and call["completions"][0][0]["role"] == "assistant"
     assert sorted(set(call["gold"])) == sorted({r["gold"] for r in rows})

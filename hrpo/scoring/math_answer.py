@@ -1,0 +1,85 @@
+"""MATH answers (``compat="fixed"``): one LaTeX value, equal to the gold after the normaliser or by math-verify.
+
+Candidates: every ``\\boxed{}`` on the answer line if there is one; else every math span (``$..$`` ...); else
+the whole line (an answer prefix such as ``The answer is`` removed; a single trailing unit word dropped after a
+number). Each candidate is split at top-level ``or`` (a plain word or ``\\text{ or }``) and ``;``, and, when the
+gold is a single value, also at top-level ``and`` and commas (a list gold such as ``3, 5, 7`` or
+``19 \\text{ and } 43`` is compared as a whole list). Two or more different candidates are a
+hedge (wrong); the same value repeated is one answer. There is no last-number fallback (``7^{2}`` is 49).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from hrpo.scoring import verify
+from hrpo.scoring.latex import (
+    all_boxed,
+    join_thousands,
+    outside_spans,
+    same,
+    spans,
+    split_top_level,
+    strip_math,
+)
+from hrpo.scoring.region import clean
+from hrpo.scoring.verdict import Verdict
+
+_OR = re.compile(r"\s*(?:\\(?:text|mbox|textrm|mathrm)\s*\{\s*or\s*\}|\bor\b|(?<!\\);)\s*", re.IGNORECASE)
+_LIST = re.compile(r"\s*(?:\\(?:text|mbox|textrm|mathrm)\s*\{\s*and\s*\}|\band\b|(?<!\\),)\s*", re.IGNORECASE)
+_COMMA = re.compile(r"\s*,\s*")
+_OR_WORD = re.compile(r"\bor\b|\\text\{\s*or\s*\}", re.IGNORECASE)
+_NUMBER_UNIT = re.compile(r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s+[A-Za-z]{2,12}\.?")
+
+
+def _raw_candidates(answer: str) -> tuple[list[str], bool]:
+    """The candidate strings and whether the text around the spans offers an alternative (``$4$ or 5``)."""
+    boxed = all_boxed(answer)
+    if boxed:
+        return boxed, False
+    found = spans(answer)
+    if found:
+        outside = outside_spans(answer)
+        return found, bool(_OR_WORD.search(outside) and re.search(r"\bor\b\s*\S", outside))
+    m = _NUMBER_UNIT.fullmatch(answer)
+    return [m.group(1) if m else answer], False
+
+
+@lru_cache(maxsize=8192)
+def normalised_gold(gold: str) -> str:
+    return strip_math(gold)
+
+
+def candidates(answer: str, gold: str) -> tuple[list[str], bool]:
+    """``(raw candidates, hedged)`` of an answer line: distinct after the normaliser."""
+    raw, hedged = _raw_candidates(clean(answer))
+    list_gold = len(split_top_level(normalised_gold(gold), _COMMA)) > 1
+    pieces: list[str] = []
+    for cand in raw:
+        for part in split_top_level(cand, _OR):
+            pieces.extend([part] if list_gold else split_top_level(join_thousands(part), _LIST))
+    out: list[str] = []
+    seen: list[str] = []
+    for piece in pieces:
+        norm = strip_math(piece)
+        if norm and not any(same(norm, s) for s in seen):
+            seen.append(norm)
+            out.append(piece)
+    return out, hedged or len(out) > 1
+
+
+def judge(
+    answer: str, gold: str, *, use_math_verify: bool = True, timeout: float = verify.DEFAULT_TIMEOUT
+) -> Verdict:
+    cands, hedged = candidates(answer, gold)
+    if not cands:
+        return Verdict(False, None)
+    parsed = strip_math(cands[0])
+    if hedged:
+        return Verdict(False, parsed, hedged=True)
+    if same(parsed, normalised_gold(gold)):
+        return Verdict(True, parsed)
+    if use_math_verify and parsed:
+        return Verdict(bool(verify.equal(gold, cands[0], timeout)), parsed)
+    return Verdict(False, parsed)
