@@ -2,7 +2,8 @@
 
 A gate lives in two files in the checkpoint folder:
 
-* ``hrpo_gate.safetensors``: ``gate_r.weight (D, D)``, ``gate_r.bias (D,)``, ``gate_i.*``, ``Lambda (D,)``, fp32;
+* ``hrpo_gate.safetensors``: ``gate_r.weight (D, D)``, ``gate_r.bias (D,)``, ``gate_i.*``, ``Lambda (D,)``, fp32
+  (under DeepSpeed bf16 the optimizer's fp32 master values, never the engine's bf16 copy);
 * ``hrpo_gate.json``: ``{"format": "hrpo-thinking-gate", "format_version": 1, "gate": {hidden_size, c, r_min,
   r_max, eps}, "decoding": {delimiter, temperature, top_k, top_p}}``; the decoding block records how the
   checkpoint was trained so evaluation can default to the same settings.
@@ -51,8 +52,9 @@ def save_gate(
     """Write the gate's weights and config into ``directory`` (created if needed); returns the folder."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
+    # fp32_state_dict: the fp32 master values when an engine holds the parameters in bf16 (see hrpo.gate).
     tensors = {
-        name: p.detach().to("cpu", torch.float32).contiguous() for name, p in gate.state_dict().items()
+        name: t.detach().to("cpu", torch.float32).contiguous() for name, t in gate.fp32_state_dict().items()
     }
     meta = {
         "format": GATE_FORMAT,

@@ -1,13 +1,15 @@
 """Run configuration: :class:`HRPOConfig` (TRL's ``GRPOConfig`` + what HRPO needs) and the model/LoRA config.
 
 > Parameters that HRPO adds: ``r_min``, ``r_max``, ``gate_c`` (gate init and exponent), ``delimiter``,
-  ``hybrid`` (off = plain GRPO through the same code path), ``gate_learning_rate``, ``lambda_learning_rate``.
+  ``hybrid`` (off = plain GRPO through the same code path), ``gate_learning_rate``, ``lambda_learning_rate``,
+  ``loss_temperature`` (temperature of the log-probs in the loss and KL; 1.0 = raw logits, as the authors).
   The latent top-k is TRL's ``top_k``: the latent is built from the exact distribution tokens are sampled from.
 
 > Defaults that differ from TRL's follow the paper (spec 3.3, Table 5 lengths for GSM8K): beta 0.005, per-sequence
   loss (``loss_type="grpo"``), group-std advantage scaling, temperature 0.5, top-k 50 (the released code's
   effective value), LoRA lr 5e-6 / gate 1e-4 / Lambda 1e-3, AdamW (0.9, 0.99), weight decay 0.1, cosine with 10 %
-  warmup, gradient clipping 0.1, 512/512 prompt/completion tokens, G = 4.
+  warmup, gradient clipping 0.1, 512/512 prompt/completion tokens, G = 4; the loss as the authors ran it: raw-logit
+  log-probs (``loss_temperature=1.0``) and the plain k3 KL (``use_bias_correction_kl=False``).
 """
 
 from __future__ import annotations
@@ -58,11 +60,28 @@ class HRPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "Start from the gate saved in this folder instead of a fresh init."},
     )
+    # Declared ``str`` for the command line (HfArgumentParser allows one type per flag); __post_init__ turns a
+    # number into a float, so ``config.loss_temperature`` is a float or "sampling".
+    loss_temperature: str = field(
+        default="1.0",
+        metadata={
+            "help": "Temperature of the policy and reference log-probs in the loss and KL. 1.0 (default) = "
+            "log-softmax of the raw logits, as the authors' loss (tau enters only sampling and the latent); "
+            "'sampling' (= temperature) or another number divides the logits, as TRL >= 0.16 does."
+        },
+    )
 
     # --- paper defaults that differ from TRL's ---
     learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate of the LoRA weights."})
     beta: float = field(
         default=0.005, metadata={"help": "KL coefficient (k3 estimator, reference = adapter off)."}
+    )
+    use_bias_correction_kl: bool = field(
+        default=False,
+        metadata={
+            "help": "Multiply the KL term by TRL's gradient-carrying importance ratio (TRL's default). False "
+            "(default) = the authors' plain k3 estimator exp(ref - logp) - (ref - logp) - 1."
+        },
     )
     loss_type: str = field(
         default="grpo", metadata={"help": "TRL loss type; 'grpo' = per-sequence token mean."}
@@ -85,7 +104,11 @@ class HRPOConfig(GRPOConfig):
         default=512, metadata={"help": "Completion token cap (paper Table 5)."}
     )
     weight_decay: float = field(
-        default=0.1, metadata={"help": "AdamW weight decay on LoRA, gate and Lambda."}
+        default=0.1,
+        metadata={
+            "help": "AdamW weight decay on the policy's weights (not biases or norm weights, as HF's "
+            "get_decay_parameter_names) and on every gate parameter and Lambda (as the authors)."
+        },
     )
     adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (paper: 0.99)."})
     lr_scheduler_type: str = field(
@@ -102,6 +125,7 @@ class HRPOConfig(GRPOConfig):
     num_completions_to_print: int | None = field(default=2, metadata={"help": "Completions shown per log."})
 
     def __post_init__(self) -> None:
+        self.loss_temperature = parse_loss_temperature(self.loss_temperature)
         if self.num_iterations != 1:
             raise ValueError(
                 f"num_iterations={self.num_iterations}: HRPO is strictly on-policy. Each rollout is used for exactly "
@@ -125,11 +149,34 @@ class HRPOConfig(GRPOConfig):
             raise ValueError("min_p and repetition_penalty are not supported by the hybrid decode loop")
         self._check_groups()
         super().__post_init__()
+        self._check_dense_latents_under_zero3()
         if self.gradient_accumulation_steps % self.steps_per_generation != 0:
             raise ValueError(
                 f"steps_per_generation={self.steps_per_generation} does not divide gradient_accumulation_steps="
                 f"{self.gradient_accumulation_steps}: some rollouts would be trained on after the policy moved, but "
                 "HRPO is on-policy. Leave steps_per_generation/generation_batch_size unset."
+            )
+
+    @property
+    def effective_loss_temperature(self) -> float:
+        """The number the loss divides the logits by (``temperature`` when ``loss_temperature="sampling"``)."""
+        return self.temperature if self.loss_temperature == "sampling" else float(self.loss_temperature)
+
+    def _check_dense_latents_under_zero3(self) -> None:
+        """Dense latents (top_k=0) read the whole embedding matrix, which ZeRO-3 keeps partitioned."""
+        if not self.hybrid or self.top_k != 0 or self.ds3_gather_for_generation:
+            return
+        hf_ds = getattr(self, "hf_deepspeed_config", None)
+        zero3 = bool(hf_ds is not None and hf_ds.is_zero3()) or (
+            os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+        )
+        if zero3:
+            raise ValueError(
+                "top_k=0 (dense latents, p @ E over the full vocabulary) with DeepSpeed ZeRO-3 and "
+                "ds3_gather_for_generation=False is not supported: the rollout would read a partitioned (empty) "
+                "embedding matrix. Set ds3_gather_for_generation=True, or top_k > 0 (the default 50 stores sparse "
+                "latents and calls the embedding module, which ZeRO-3 gathers)."
             )
 
     def _check_groups(self) -> None:
@@ -146,6 +193,22 @@ class HRPOConfig(GRPOConfig):
                 f"num_generations ({self.num_generations}). Change per_device_train_batch_size or "
                 "gradient_accumulation_steps so that the product is a multiple of num_generations."
             )
+
+
+def parse_loss_temperature(value: float | str) -> float | str:
+    """``"sampling"`` or a positive float (numbers may come as strings from the command line / YAML)."""
+    if isinstance(value, str) and value.strip().lower() == "sampling":
+        return "sampling"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"loss_temperature={value!r}: use a positive number (1.0 = raw logits, the authors' loss) or "
+            "'sampling' (the sampling temperature, TRL's behaviour)"
+        ) from None
+    if not number > 0:
+        raise ValueError(f"loss_temperature must be > 0 (1.0 = raw logits), got {value!r}")
+    return number
 
 
 @dataclass

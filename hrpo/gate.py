@@ -19,8 +19,13 @@ Conventions and choices (see ``README.md`` / "Deviations"):
   biases, which is what the paper's appendix states (the authors' code most likely got N(0, 0.02) weights and
   zero biases through transformers' missing-key init). Either way ``W e`` is small, so ``r ~ i ~ 0.5``.
 * All gate parameters are fp32 and the gate computes in fp32 whatever the model dtype; the mixed embedding is
-  cast back to the token embedding's dtype. (Under DeepSpeed bf16 the engine casts every module parameter to
-  bf16 for the forward; the optimizer's fp32 master copy still accumulates the updates.)
+  cast back to the token embedding's dtype.
+* Under DeepSpeed bf16/fp16 the engine casts every module parameter (the gate's too) to bf16 when it is built;
+  only its optimizer keeps an fp32 master copy. Lambda ~ 7-9 has a bf16 step of 0.03-0.06, so computing from the
+  bf16 copy would move ``a`` in jumps of up to 3 % and lose small updates. :meth:`ThinkingGate.set_fp32_master`
+  therefore hands the gate the optimizer's fp32 master values (the trainer refreshes them after every optimizer
+  step): the forward uses those exact fp32 values while the gradient still flows to the engine's parameters (a
+  straight-through identity), so the optimizer step is unchanged and nothing is ever computed from bf16 weights.
 """
 
 from __future__ import annotations
@@ -62,6 +67,45 @@ class GateConfig:
         return asdict(self)
 
 
+class _MasterValue(torch.autograd.Function):
+    """Forward: the fp32 ``master`` value; backward: the gradient goes to ``param`` (any dtype) unchanged."""
+
+    @staticmethod
+    def forward(ctx, param: torch.Tensor, master: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.param_dtype = param.dtype
+        return master.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad.to(ctx.param_dtype), None
+
+
+def _fp32_value(param: torch.Tensor, master: torch.Tensor | None) -> torch.Tensor:
+    """``param`` as fp32 for the forward: its fp32 master copy when one is set, else ``param.float()``."""
+    if master is None:
+        return param.float()
+    if master.shape != param.shape:
+        raise RuntimeError(
+            f"gate fp32 master of shape {tuple(master.shape)} does not fit the parameter {tuple(param.shape)} "
+            "(under ZeRO-3 the gate must be called as a module so its parameters are gathered)"
+        )
+    return _MasterValue.apply(param, master)
+
+
+class _Fp32Linear(nn.Linear):
+    """``nn.Linear`` that computes in fp32, from its fp32 master values when the gate has them."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__(features, features, dtype=torch.float32)
+        self.fp32_master: dict[str, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        master = self.fp32_master or {}
+        weight = _fp32_value(self.weight, master.get("weight"))
+        bias = _fp32_value(self.bias, master.get("bias"))
+        return F.linear(x.float(), weight, bias)
+
+
 class ThinkingGate(nn.Module):
     """Mixes token embeddings with latent embeddings (see module docstring for the math).
 
@@ -72,9 +116,10 @@ class ThinkingGate(nn.Module):
         super().__init__()
         self.config = config
         d = config.hidden_size
-        self.gate_r = nn.Linear(d, d, dtype=torch.float32)
-        self.gate_i = nn.Linear(d, d, dtype=torch.float32)
+        self.gate_r = _Fp32Linear(d)
+        self.gate_i = _Fp32Linear(d)
         self.Lambda = nn.Parameter(torch.empty(d, dtype=torch.float32))
+        self._lambda_master: torch.Tensor | None = None
         self.reset_lambda(generator=generator)
 
     @property
@@ -92,15 +137,58 @@ class ThinkingGate(nn.Module):
         root = u ** (1.0 / self.config.c)
         self.Lambda.copy_(torch.log(root / (1.0 - root)).to(self.Lambda.dtype))
 
+    # ------------------------------------------------------------------ fp32 master values
+    def set_fp32_master(self, values: dict[str, torch.Tensor] | None) -> None:
+        """Compute the forward from these fp32 values (``state_dict`` names) instead of the parameters.
+
+        For engines that keep the parameters in bf16/fp16 (DeepSpeed): pass the optimizer's fp32 master copies
+        after each optimizer step. Gradients still reach the parameters. ``None`` goes back to the parameters.
+        """
+        if values is None:
+            self.gate_r.fp32_master = self.gate_i.fp32_master = self._lambda_master = None
+            return
+        expected = [name for name, _ in self.named_parameters()]
+        if set(values) != set(expected):
+            raise ValueError(f"fp32 master values for {sorted(values)}, expected {sorted(expected)}")
+        d = self.hidden_size
+        shapes = {"Lambda": (d,), "weight": (d, d), "bias": (d,)}
+        fixed = {
+            name: v.detach().to(torch.float32).reshape(shapes[name.rsplit(".", 1)[-1]])
+            for name, v in values.items()
+        }
+        self.gate_r.fp32_master = {"weight": fixed["gate_r.weight"], "bias": fixed["gate_r.bias"]}
+        self.gate_i.fp32_master = {"weight": fixed["gate_i.weight"], "bias": fixed["gate_i.bias"]}
+        self._lambda_master = fixed["Lambda"]
+
+    @property
+    def has_fp32_master(self) -> bool:
+        return self._lambda_master is not None
+
+    def fp32_state_dict(self) -> dict[str, torch.Tensor]:
+        """The gate's values in fp32 (the master copies when set): what checkpoints store."""
+        if not self.has_fp32_master:
+            return {name: t.detach().float() for name, t in self.state_dict().items()}
+        assert self.gate_r.fp32_master is not None and self.gate_i.fp32_master is not None
+        return {
+            "gate_r.weight": self.gate_r.fp32_master["weight"],
+            "gate_r.bias": self.gate_r.fp32_master["bias"],
+            "gate_i.weight": self.gate_i.fp32_master["weight"],
+            "gate_i.bias": self.gate_i.fp32_master["bias"],
+            "Lambda": self._lambda_master,
+        }
+
+    def _lambda(self) -> torch.Tensor:
+        return _fp32_value(self.Lambda, self._lambda_master)
+
     def mix_coefficient(self, token_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(a, i)`` for token embeddings ``(..., D)``; both ``(..., D)`` fp32."""
-        x = token_embeds.to(self.gate_r.weight.dtype)
+        x = token_embeds.float()
         # Call the submodules (not F.linear on their weights): DeepSpeed ZeRO-3 gathers a module's partitioned
         # parameters in that module's own forward hooks.
-        r = torch.sigmoid(self.gate_r(x).float())
-        i = torch.sigmoid(self.gate_i(x).float())
+        r = torch.sigmoid(self.gate_r(x))
+        i = torch.sigmoid(self.gate_i(x))
         # log a = c * r * log(sigmoid(Lambda)); logsigmoid is stable for large |Lambda|.
-        a = torch.exp(self.config.c * r * F.logsigmoid(self.Lambda.float()))
+        a = torch.exp(self.config.c * r * F.logsigmoid(self._lambda()))
         return a, i
 
     def forward(
@@ -124,7 +212,8 @@ class ThinkingGate(nn.Module):
     @torch.no_grad()
     def init_ratios(self) -> tuple[float, float]:
         """Expected ``(embeds_ratio, hidden_ratio)`` when ``r = 0.5`` (gate linears near zero)."""
-        a = torch.exp(self.config.c * 0.5 * F.logsigmoid(self.Lambda.float()))
+        lam = self._lambda_master if self._lambda_master is not None else self.Lambda.float()
+        a = torch.exp(self.config.c * 0.5 * F.logsigmoid(lam))
         return float(a.mean()), float(torch.sqrt(1 - a * a).mean())
 
     def extra_repr(self) -> str:
