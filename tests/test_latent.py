@@ -6,7 +6,9 @@ import torch
 from hrpo.latent import (
     SamplingConfig,
     choose_tokens,
+    chosen_logprobs,
     dense_latents,
+    row_uniforms,
     sparse_latents,
     step_distribution,
     token_logprobs,
@@ -80,3 +82,63 @@ def test_token_logprobs_are_tempered_full_softmax():
 def test_bad_sampling_config(kwargs):
     with pytest.raises(ValueError):
         SamplingConfig(**kwargs)
+
+
+@pytest.mark.parametrize("top_k", [50, 0])
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_log_normalizer_gives_the_full_softmax_logprob(top_k, top_p, dtype):
+    """The sampler's normaliser reproduces token_logprobs (the replay's formula) for any chosen token."""
+    torch.manual_seed(0)
+    logits = (torch.randn(5, 3000) * 4).to(dtype)
+    config = SamplingConfig(temperature=0.7, top_k=top_k, top_p=top_p)
+    for workspace in (None, torch.empty(5, 3000)):
+        dist = step_distribution(logits, config, log_normalizer=True, workspace=workspace)
+        expected = torch.logsumexp(logits.float() / 0.7, dim=-1)
+        torch.testing.assert_close(dist.log_normalizer, expected, rtol=0, atol=2e-6)
+        tokens = choose_tokens(logits, dist, greedy=False, uniforms=torch.rand(5))
+        torch.testing.assert_close(
+            chosen_logprobs(logits, tokens, dist.log_normalizer, 0.7),
+            token_logprobs(logits, tokens, 0.7),
+            rtol=0,
+            atol=2e-6,
+        )
+    assert step_distribution(logits, config).log_normalizer is None
+
+
+def test_sparse_distribution_of_bf16_logits_is_fp32():
+    logits = torch.randn(2, 100).to(torch.bfloat16)
+    dist = step_distribution(
+        logits, SamplingConfig(top_k=10), log_normalizer=True, workspace=torch.empty(2, 100)
+    )
+    assert dist.probs.dtype == torch.float32 and dist.log_normalizer.dtype == torch.float32
+    torch.testing.assert_close(dist.probs, torch.softmax(logits.float().topk(10).values / 0.5, -1))
+
+
+def test_row_uniforms_are_per_row_streams():
+    both = row_uniforms([3, 7], 6)
+    assert both.shape == (2, 6) and both.dtype == torch.float32
+    assert torch.equal(row_uniforms([7], 6)[0], both[1])  # a row's stream ignores the other rows
+    assert torch.equal(row_uniforms([3], 4)[0], both[0, :4])  # and the step count
+    assert torch.equal(both[0], torch.rand(6, generator=torch.Generator().manual_seed(3)))
+
+
+def test_given_uniforms_decide_the_draw():
+    logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]])).repeat(3, 1)
+    dist = step_distribution(logits, SamplingConfig(temperature=1.0, top_k=0))
+    draws = choose_tokens(logits, dist, greedy=False, uniforms=torch.tensor([0.05, 0.25, 0.95]))
+    assert draws.tolist() == [0, 1, 3]
+    sparse = step_distribution(logits, SamplingConfig(temperature=1.0, top_k=4))  # ids sorted: 3, 2, 1, 0
+    assert choose_tokens(logits, sparse, False, uniforms=torch.tensor([0.05, 0.45, 0.95])).tolist() == [
+        3,
+        2,
+        0,
+    ]
+
+
+def test_distribution_rows_can_be_selected():
+    dist = step_distribution(torch.randn(4, 30), SamplingConfig(top_k=5), log_normalizer=True)
+    part = dist.select(torch.tensor([2, 0]))
+    assert torch.equal(part.ids, dist.ids[[2, 0]]) and torch.equal(
+        part.log_normalizer, dist.log_normalizer[[2, 0]]
+    )
