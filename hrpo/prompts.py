@@ -32,14 +32,15 @@ SYSTEM_PROMPT = system_prompt()
 
 
 def format_context(passage: str) -> str:
-    """One context line: ``"Title"\\ntext`` becomes ``Title::::text`` (quotes around the title removed)."""
-    title, sep, text = passage.partition("\n")
-    if not sep:  # a passage without a title line
-        return passage.strip()
-    title = title.strip()
-    if len(title) >= 2 and title.startswith('"') and title.endswith('"'):
-        title = title[1:-1]
-    return f"{title}::::{text}"
+    """One context line as the authors' ``utils.py`` / ``eval_rag.py`` build it.
+
+    The passage (``"Title"\ntext``) is split at every newline, double quotes are stripped from both ends of the
+    first piece (the title), and the pieces are joined with ``::::``; so ``"Title"\nline 1\nline 2`` becomes
+    ``Title::::line 1::::line 2``. Nothing else is stripped.
+    """
+    pieces = passage.split("\n")
+    pieces[0] = pieces[0].strip('"')
+    return "::::".join(pieces)
 
 
 def multiple_choice_message(question: str, choices: Sequence[str]) -> str:
@@ -49,15 +50,16 @@ def multiple_choice_message(question: str, choices: Sequence[str]) -> str:
 
 
 def rag_message(question: str, contexts: Sequence[str] | None, topk: int = DEFAULT_TOPK) -> str:
-    """Top-``topk`` contexts as ``title::::text`` lines, then the question (spec 4.2).
+    """Byte for byte the authors' RAG user message (``process_rag`` in ``utils.py``, ``get_prompt`` in
+    ``eval_rag.py`` of github.com/Yueeeeeeee/HRPO): the header line, one :func:`format_context` line per top-``topk``
+    context, each ending in a newline, then a blank line and ``Question: ...``; the whole string stripped.
 
-    The lines are joined by single newlines and the question follows on the next line (our reading of spec 4.2:
-    one line per context, then ``"\nQuestion: ..."``; the original's joining code is not public).
-    With no contexts at all (closed book, not a paper setting) the message is just ``Question: ...``.
+    Where the paper's prompt figures render this message differently, the code wins: it produced the reported
+    numbers. With no contexts at all (closed book, not a paper setting) the message is ``Question: ...``.
     """
     if not contexts:
         return f"Question: {question}".strip()
-    lines = "\n".join(format_context(c) for c in list(contexts)[:topk])
+    lines = "".join(format_context(c) + "\n" for c in list(contexts)[:topk])
     return f"{CONTEXT_HEADER}{lines}\nQuestion: {question}".strip()
 
 

@@ -43,18 +43,39 @@ def test_multiple_choice_user_message():
     assert user_message(five).endswith("\nE. e")
 
 
-def test_rag_user_message_uses_top3_title_text_lines():
+def authors_rag_prompt(question, contexts, topk=3):
+    """The authors' construction (utils.py process_rag / eval_rag.py get_prompt), re-typed from its description:
+    per context, split at newlines, strip quotes off the first piece, join with '::::', add a newline; then
+    a blank line and the question; the whole string stripped."""
+    prompt = "Context (which may or may not be relevant):\n"
+    for context in contexts[:topk]:
+        pieces = context.split("\n")
+        pieces[0] = pieces[0].strip('"')
+        prompt += "::::".join(pieces) + "\n"
+    prompt += f"\nQuestion: {question}"
+    return prompt.strip()
+
+
+def test_rag_user_message_is_byte_identical_to_the_original():
     contexts = [f'"Title {i}"\nText number {i}.' for i in range(5)]
     row = {"task": "qa", "question": "who?", "contexts": contexts}
     expected = (
         "Context (which may or may not be relevant):\n"
         "Title 0::::Text number 0.\nTitle 1::::Text number 1.\nTitle 2::::Text number 2.\n"
-        "Question: who?"
+        "\nQuestion: who?"
     )
-    assert user_message(row) == expected
+    assert user_message(row) == expected == authors_rag_prompt("who?", contexts)
     assert user_message(row, topk=1).count("::::") == 1
     assert format_context('"Quoted "inner" title"\nbody') == 'Quoted "inner" title::::body'
     assert user_message({"task": "qa", "question": "who?", "contexts": []}) == "Question: who?"
+
+
+def test_rag_passage_newlines_become_separators():
+    contexts = ['"Multi"\nfirst line\nsecond line\n', '""Quoted""\n  spaced  ', "no title line"]
+    message = user_message({"task": "qa", "question": " q ", "contexts": contexts})
+    assert message == authors_rag_prompt(" q ", contexts)
+    assert "Multi::::first line::::second line::::\n" in message
+    assert "Quoted::::  spaced  \n" in message and "\nno title line\n\nQuestion:  q" in message
 
 
 def test_unknown_task_is_an_error():
