@@ -6,7 +6,8 @@ Options arrive as task metadata (``lm_eval --metadata '{"data_dir": "../shared/d
 
 * ``data_dir`` -- local data directory (else ``$HRPO_DATA_DIR``, else the Hugging Face Hub).
 * ``compat`` -- ``"fixed"`` (default) or ``"original"`` (the original parsers, for paper comparisons).
-* ``math_verify`` -- also accept symbolically equal MATH answers (needs ``math-verify``).
+* ``math_verify`` -- accept symbolically equal MATH answers (math-verify, hard per-call timeout); default on
+  under ``compat: fixed``, off (and not allowed) under ``compat: original``.
 * ``delimiter`` -- answer delimiter (default ``####``; the system prompt follows it).
 * ``index_dir`` / ``topk`` / ``closed_book`` -- contexts for the knowledge tasks (see
   :func:`hrpo.data.build.ensure_contexts`); rows that already carry ``contexts`` need none of them.
@@ -52,11 +53,17 @@ def _to_dataset(rows: list[dict[str, Any]], split: str, meta: dict[str, Any]) ->
     compat = str(meta.get("compat") or "fixed")
     if compat not in ("fixed", "original"):
         raise ValueError(f"metadata compat must be 'fixed' or 'original', got {compat!r}")
+    requested = meta.get("math_verify")
+    math_verify = compat == "fixed" if requested is None or requested == "" else requested in _TRUE
+    if math_verify and compat == "original":
+        raise ValueError(
+            "metadata math_verify cannot be on with compat 'original' (the original is a string match)"
+        )
     extra = {
         "system_prompt": prompts.system_prompt(delimiter),
         "delimiter": delimiter,
         "compat": compat,
-        "math_verify": meta.get("math_verify") in _TRUE,
+        "math_verify": math_verify,
         "topk": topk,
     }
     keys = dict.fromkeys(k for r in rows for k in r)  # same columns in every row
@@ -116,13 +123,14 @@ def doc_to_target(doc: dict[str, Any]) -> str:
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """Score the generation with :func:`hrpo.rewards.eval_metrics` (correctness without the format check)."""
+    """Score the generation with :func:`hrpo.rewards.eval_metrics`: ``exact_match`` (correctness without the
+    format check), ``format``, ``hedged`` and, for QA, ``f1``."""
     return rewards.eval_metrics(
         doc,
         results[0],
         delimiter=doc.get("delimiter") or DEFAULT_DELIMITER,
         compat=doc.get("compat") or "fixed",
-        math_verify=bool(doc.get("math_verify")),
+        math_verify=doc.get("math_verify"),  # None (no column): the compat default
     )
 
 
