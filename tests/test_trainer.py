@@ -13,7 +13,7 @@ from peft import LoraConfig
 from hrpo.checkpoint import load_gate
 from hrpo.config import HRPOConfig
 from hrpo.trainer import COMPLETE_MARKER, HRPOTrainer, IncompleteCheckpointError, latest_complete_checkpoint
-from tests.conftest import build_tiny_model
+from tests.conftest import REPO_ROOT, build_tiny_model
 
 
 def contains_e(completions, **kwargs):
@@ -31,7 +31,7 @@ def toy_dataset(n: int = 16) -> Dataset:
     )
 
 
-def make_trainer(tokenizer, tmp_path, hybrid=True, **overrides) -> HRPOTrainer:
+def make_trainer(tokenizer, tmp_path, hybrid=True, peft=True, **overrides) -> HRPOTrainer:
     model = build_tiny_model("llama", vocab_size=len(tokenizer), seed=1)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     settings = {
@@ -56,7 +56,7 @@ def make_trainer(tokenizer, tmp_path, hybrid=True, **overrides) -> HRPOTrainer:
         args=HRPOConfig(**settings),
         train_dataset=toy_dataset(),
         processing_class=tokenizer,
-        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if peft else None,
     )
 
 
@@ -76,9 +76,18 @@ def test_three_steps_move_every_group_and_log_metrics(smol_tokenizer, tmp_path):
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 3 and all(math.isfinite(h["loss"]) for h in logs)
     for key in ["reward", "rewards/contains_e/mean", "completions/mean_length", "kl", "frac_reward_zero_std",
-                "hybrid/embeds_ratio", "hybrid/hidden_ratio", "hybrid/thinking_fraction", "hybrid/replay_logp_gap"]:  # fmt: skip
+                "hybrid/embeds_ratio", "hybrid/hidden_ratio", "hybrid/hidden_ratio_mean", "hybrid/thinking_fraction",
+                "hybrid/replay_logp_gap"]:  # fmt: skip
         assert key in logs[-1], key
     assert 0.5 < logs[0]["hybrid/embeds_ratio"] < 1.0
+    # The authors' sqrt(1 - mean_D(a)^2) per slot exceeds mean_D(sqrt(1 - a^2)) (concavity) and, averaged over
+    # slots, stays below sqrt(1 - (slot mean of a)^2).
+    for h in logs:
+        assert (
+            h["hybrid/hidden_ratio_mean"]
+            < h["hybrid/hidden_ratio"]
+            <= math.sqrt(1 - h["hybrid/embeds_ratio"] ** 2)
+        )
     # The loss forward rebuilt the rollout's exact inputs: same log-probs as at sampling (fp32).
     assert all(h["hybrid/replay_logp_gap"] < 1e-4 for h in logs)
     # Three optimizer groups with their own peak learning rates.
@@ -140,9 +149,16 @@ def test_checkpoints_hold_gate_and_marker_and_resume_continues(smol_tokenizer, t
         ({"r_min": 1.2}, "0 < r_min <= r_max < 1"),
         ({"r_min": 0.0}, "0 < r_min <= r_max < 1"),
         ({"use_vllm": True}, "vLLM"),
+        ({"loss_temperature": "hot"}, "loss_temperature"),
+        ({"loss_temperature": 0.0}, "loss_temperature must be > 0"),
+        (
+            {"deepspeed": "ds_configs/zero3.json", "top_k": 0, "ds3_gather_for_generation": False},
+            "ds3_gather_for_generation=True",
+        ),
     ],
 )
-def test_config_validation(overrides, message, tmp_path):
+def test_config_validation(overrides, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
     settings = {"output_dir": str(tmp_path), "use_cpu": True, "per_device_train_batch_size": 4, **overrides}
     with pytest.raises(ValueError, match=message):
         HRPOConfig(**settings)
@@ -168,3 +184,106 @@ def test_config_defaults_follow_the_paper(tmp_path):
         0.1,
     )
     assert (config.r_min, config.r_max, config.top_k, config.num_iterations) == (0.99, 0.999, 50, 1)
+    # The loss as the authors ran it: raw-logit log-probs, plain k3 KL.
+    assert (config.loss_temperature, config.effective_loss_temperature, config.use_bias_correction_kl) == (
+        1.0,
+        1.0,
+        False,
+    )
+
+
+@pytest.mark.parametrize(("value", "parsed", "effective"), [("sampling", "sampling", 0.5), ("0.7", 0.7, 0.7),
+                                                           (1, 1.0, 1.0), ("1.0", 1.0, 1.0)])  # fmt: skip
+def test_loss_temperature_values(value, parsed, effective, tmp_path):
+    config = HRPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4, loss_temperature=value
+    )
+    assert config.loss_temperature == parsed and config.effective_loss_temperature == effective
+
+
+def test_rollouts_get_checkpointing_kwargs_and_log_the_authors_hidden_ratio(
+    smol_tokenizer, tmp_path, monkeypatch
+):
+    import hrpo.trainer as trainer_module
+
+    seen = {}
+    original = trainer_module.unwrap_model_for_generation
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "unwrap_model_for_generation", recording)
+    trainer = make_trainer(smol_tokenizer, tmp_path, gradient_checkpointing=True,
+                           gradient_checkpointing_kwargs={"use_reentrant": False})  # fmt: skip
+    kept = []
+    generate = trainer._generate_single_turn
+
+    def keep_rollout(*args, **kwargs):
+        result = generate(*args, **kwargs)
+        kept.append(trainer._last_rollout)
+        return result
+
+    trainer._generate_single_turn = keep_rollout
+    trainer.model.train()
+    torch.manual_seed(0)
+    trainer._generate_and_score_completions([dict(toy_dataset(1)[0]) for _ in range(4)])
+    assert seen["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
+    (rollout,) = kept
+    slots = rollout.thinking_mask
+    assert slots.any()
+    a = rollout.embeds_ratio[slots]  # mean_D(a) per hybrid slot
+    metrics = trainer._metrics["train"]
+    assert metrics["hybrid/hidden_ratio"][-1] == pytest.approx(torch.sqrt(1 - a**2).mean().item(), rel=1e-6)
+    assert metrics["hybrid/hidden_ratio_mean"][-1] == pytest.approx(
+        rollout.hidden_ratio[slots].mean().item(), rel=1e-6
+    )
+
+
+def test_gate_stays_in_the_graph_without_thinking_slots(smol_tokenizer, tmp_path):
+    """DDP needs a gradient for every parameter: a micro-batch without hybrid slots still reaches the gate."""
+    trainer = make_trainer(smol_tokenizer, tmp_path)
+    ids = torch.randint(0, 1000, (2, 9))
+    mask = torch.ones_like(ids)
+    trainer._replay = {
+        "thinking_mask": torch.zeros(2, 4, dtype=torch.bool),
+        "latent_ids": torch.zeros(2, 4, 50, dtype=torch.int32),
+        "latent_probs": torch.full((2, 4), 1.0).unsqueeze(-1).expand(2, 4, 50) / 50,
+        "completion_mask": torch.ones(2, 4),
+    }
+    logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, logits_to_keep=4)
+    trainer._replay = None
+    logps.sum().backward()
+    for name, p in trainer.gate.named_parameters():
+        assert p.grad is not None, name
+        assert torch.count_nonzero(p.grad) == 0, name  # weighted by zero: the loss is unchanged
+
+
+def test_weight_decay_skips_biases_and_norms_but_not_the_gate(smol_tokenizer, tmp_path):
+    """As the authors' patch.py: HF's decay split for the policy; gate weights, biases and Lambda all decayed."""
+    full = make_trainer(smol_tokenizer, tmp_path / "full", peft=False, beta=0.0)
+    groups = {g["name"]: g for g in full.parameter_groups()}
+    assert list(groups) == ["policy", "policy_no_decay", "gate", "lambda"]
+    names = {id(p): n for n, p in full.model.named_parameters()}
+    no_decay = {names[id(p)] for p in groups["policy_no_decay"]["params"]}
+    assert no_decay and all("norm" in n or "bias" in n for n in no_decay)
+    assert "model.norm.weight" in no_decay and not any(
+        "norm" in names[id(p)] for p in groups["policy"]["params"]
+    )
+    assert groups["policy_no_decay"]["weight_decay"] == 0.0
+    assert {n.rsplit(".", 1)[-1] for n in (names[id(p)] for p in groups["gate"]["params"])} == {
+        "weight",
+        "bias",
+    }
+    assert (
+        groups["gate"]["weight_decay"]
+        == groups["lambda"]["weight_decay"]
+        == groups["policy"]["weight_decay"]
+        == 0.1
+    )
+    lora = make_trainer(smol_tokenizer, tmp_path / "lora")
+    assert [g["name"] for g in lora.parameter_groups()] == [
+        "policy",
+        "gate",
+        "lambda",
+    ]  # LoRA-only: unchanged
