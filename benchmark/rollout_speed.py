@@ -1,10 +1,14 @@
 """Rollout speed (issue 2): HF ``generate`` vs our decode loop with hybrid off and on, same model, one run.
 
-Intended command (from the repo root, 2 CPU threads as the anchors, fp32, on an otherwise idle machine)::
+Commands (from the root of a clone, with the README's ``.venv``; fp32, 2 CPU threads as the anchors; GSM8K
+questions are read from ``../shared/data/gsm8k/test.jsonl`` when present, else the packaged copy)::
 
-    . /work/venv/bin/activate && export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=2
+    . .venv/bin/activate && export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=2
+    # fixed length: every row decodes exactly new_tokens (hybrid on vs off in the same loop, vs HF generate)
     python benchmark/rollout_speed.py --models tiny,smollm2 --batches 8,32 --new_tokens 128 --reps 3 \
         --profile --json rollout_speed.json
+    # realistic rollouts (issue 14): HRPO prompts, EOS on, 256 max tokens, B=32, T=0.5 sampling
+    python benchmark/rollout_speed.py --realistic --models smollm2 --reps 3 --json rollout_realistic.json
 
 The numbers in ``benchmark/README.md`` were taken on a shared, overloaded machine with ``--threads 1
 --smollm2_reps 2`` (2 threads under foreign load wasted CPU in thread synchronisation); see that section.
@@ -23,6 +27,16 @@ Modes:
 * ``b0`` -- the same with ``top_k=0`` (full softmax, inverse CDF): the sampler-for-sampler match of ``a``.
 * ``c``  -- ``hybrid=True``, default :class:`hrpo.gate.ThinkingGate`, default latent ``top_k=50``.
 * ``c0`` -- ``hybrid=True`` with ``top_k=0``: the dense latent ``(p @ E) / ||p||`` of the paper's Eq. 3.
+
+Realistic mode (``--realistic``, issue 14): the first B GSM8K test questions as HRPO prompts (system prompt +
+question through the chat template), EOS on, ``--realistic_tokens`` (256) max new tokens, sampling at T=0.5 with
+top-k 50 in every mode, so rows stop where they stop. Modes (``--realistic_modes``): ``hf`` =
+``model.generate(do_sample=True, temperature=0.5, top_k=50, top_p=1.0)`` with the same EOS ids; ``off`` / ``on``
+= our loop, hybrid off / on (default compaction); ``on_keep`` = hybrid on without compaction
+(``compact_fraction=None``); ``on@F`` = hybrid on with ``compact_fraction=F`` (the threshold sweep). Metric:
+tokens kept per second = tokens up to and including each row's EOS (or the cap) / wall time of the call; row
+steps forwarded are counted by wrapping the model's forward. Modes are interleaved in every repeat; the table
+gives the median and the min-max spread, and per-repeat (paired) ratios.
 
 ``--profile`` adds, after the timed repeats, one instrumented call per loop mode that splits the time of a call
 into the model forward and the helper functions ``hybrid_generate`` calls (wrapped by name; the code under test
@@ -140,6 +154,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="after timing, one instrumented call per loop mode: per-step ms in forward, sampler, latent, ...",
     )
+    parser.add_argument(
+        "--realistic",
+        action="store_true",
+        help="realistic rollouts instead: HRPO prompts, EOS on, sampling; tokens kept per second",
+    )
+    parser.add_argument("--realistic_batch", type=int, default=32, help="prompts per call in --realistic")
+    parser.add_argument("--realistic_tokens", type=int, default=256, help="max new tokens in --realistic")
+    parser.add_argument(
+        "--realistic_modes",
+        default="hf,off,on,on_keep",
+        help="comma-separated: hf, off, on, on_keep, on@F (hybrid on with compact_fraction=F)",
+    )
     parser.add_argument("--json", dest="json_out", default=None, help="write the raw numbers to this file")
     parser.add_argument(
         "--report",
@@ -157,6 +183,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for mode in args.mode_list:
         if mode not in ALL_MODES:
             parser.error(f"unknown mode {mode!r}")
+    args.realistic_list = [m.strip() for m in args.realistic_modes.split(",") if m.strip()]
+    for mode in args.realistic_list:
+        if mode not in ("hf", "off", "on", "on_keep") and not mode.startswith("on@"):
+            parser.error(f"unknown realistic mode {mode!r}")
     if args.new_tokens < 1 or args.reps < 1:
         parser.error("--new_tokens and --reps must be >= 1")
     return args
@@ -298,12 +328,16 @@ class StepProfiler:
             "step_distribution": "sampler: scale + top-k/softmax (step_distribution)",
             "choose_tokens": "sampler: inverse-CDF draw (choose_tokens)",
             "token_logprobs": "full-vocab log_softmax (token_logprobs)",
+            "chosen_logprobs": "log-prob of the chosen token (chosen_logprobs)",
             "step_latents": "latent h (step_latents)",
         }
+        names = {name: label for name, label in names.items() if hasattr(generation, name)}
         saved = {name: getattr(generation, name) for name in names}
         watcher_cls = generation.SubstringWatcher
         model_forward, gate_forward = bench.model.forward, bench.gate.forward
         profiler = self
+        cache_cls = importlib.import_module("transformers").DynamicCache
+        select = cache_cls.batch_select_indices
 
         class TimedWatcher(watcher_cls):  # type: ignore[misc, valid-type]
             scan = profiler.wrap("delimiter scan (SubstringWatcher.scan)", watcher_cls.scan)
@@ -321,8 +355,12 @@ class StepProfiler:
 
             bench.model.forward = forward
             bench.gate.forward = self.wrap("gate mix (ThinkingGate)", gate_forward)
+            cache_cls.batch_select_indices = self.wrap(
+                "compaction (DynamicCache.batch_select_indices)", select
+            )
             yield
         finally:
+            cache_cls.batch_select_indices = select
             for name, fn in saved.items():
                 setattr(generation, name, fn)
             generation.SubstringWatcher = watcher_cls
@@ -342,6 +380,208 @@ def profile_mode(
     )
     per_step["TOTAL call / new_tokens"] = 1000 * seconds / new_tokens
     return per_step
+
+
+class RowCounter:
+    """Counts row-steps the model is run for (batch rows of every forward call after the prefill)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.rows, self.calls = model, 0, 0
+        self.inner = model.forward
+
+    def __enter__(self) -> RowCounter:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            first = kwargs.get("input_ids")
+            embeds = kwargs.get("inputs_embeds")
+            batch = (first if first is not None else embeds if embeds is not None else args[0]).shape[0]
+            self.calls += 1
+            if self.calls > 1:
+                self.rows += batch
+            return self.inner(*args, **kwargs)
+
+        self.model.forward = counted
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        del self.model.forward
+
+
+def hrpo_chat_batch(tokenizer: Any, questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Questions as HRPO prompts (system prompt + user turn through the chat template), left padded."""
+    from hrpo.prompts import SYSTEM_PROMPT
+
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": q}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for q in questions
+    ]
+    tokenizer.padding_side = "left"
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def kept_lengths(new_ids: torch.Tensor, eos: tuple[int, ...]) -> torch.Tensor:
+    """``(B,)`` tokens up to and including each row's first EOS (all of them where none)."""
+    hit = torch.isin(new_ids, torch.tensor(eos))  # (B, C)
+    capped = torch.full((new_ids.shape[0],), new_ids.shape[1], dtype=torch.long)
+    return torch.where(hit.any(1), hit.long().argmax(1) + 1, capped)
+
+
+def run_realistic_mode(
+    bench: Bench, mode: str, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new: int, seed: int
+) -> dict[str, Any]:
+    """One realistic call: wall s, tokens kept, row-steps forwarded, rows at the cap, thinking share."""
+    from dataclasses import fields
+
+    from hrpo.generation import DecodeConfig, hybrid_generate, resolve_eos_ids
+    from hrpo.latent import SamplingConfig
+
+    eos = resolve_eos_ids(bench.model, bench.tokenizer)
+    thinking = None
+    with torch.no_grad(), RowCounter(bench.model) as counter:
+        if mode == "hf":
+            torch.manual_seed(seed)
+            start = time.perf_counter()
+            out = bench.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                do_sample=True,
+                temperature=TEMPERATURE,
+                top_k=50,
+                top_p=1.0,
+                max_new_tokens=max_new,
+                eos_token_id=list(eos),
+                pad_token_id=bench.tokenizer.pad_token_id,
+            )
+            seconds = time.perf_counter() - start
+            lengths = kept_lengths(out[:, input_ids.shape[1] :], eos)
+        else:
+            extra: dict[str, Any] = {}
+            has_compaction = "compact_fraction" in {f.name for f in fields(DecodeConfig)}
+            if mode == "on_keep" and has_compaction:
+                extra["compact_fraction"] = None
+            elif mode.startswith("on@") and has_compaction:
+                extra["compact_fraction"] = float(mode[3:])
+            config = DecodeConfig(
+                max_new_tokens=max_new,
+                sampling=SamplingConfig(temperature=TEMPERATURE, top_k=50),
+                hybrid=mode != "off",
+                eos_token_ids=eos,
+                **extra,
+            )
+            generator = torch.Generator().manual_seed(seed)
+            start = time.perf_counter()
+            rollout = hybrid_generate(
+                bench.model, input_ids, attention_mask, bench.gate, config, bench.tokenizer, generator
+            )
+            seconds = time.perf_counter() - start
+            lengths = rollout.completion_mask.sum(1)
+            thinking = float(rollout.thinking_mask.sum() / rollout.completion_mask.sum())
+    return {
+        "seconds": seconds,
+        "kept": int(lengths.sum()),
+        "row_steps": counter.rows + input_ids.shape[0],  # + the token chosen from the prefill's logits
+        "at_cap": int((lengths >= max_new).sum()),
+        "min_len": int(lengths.min()),
+        "thinking_share": thinking,
+    }
+
+
+def run_realistic(args: argparse.Namespace) -> int:
+    """``--realistic``: interleaved repeats of every mode per model; table of kept tok/s and paired ratios."""
+    results: dict[str, Any] = {
+        "settings": {
+            "realistic": True,
+            "batch": args.realistic_batch,
+            "max_new_tokens": args.realistic_tokens,
+            "modes": args.realistic_list,
+            "reps": args.reps,
+            "threads": torch.get_num_threads(),
+            "temperature": TEMPERATURE,
+            "top_k": 50,
+            "torch": torch.__version__,
+        },
+        "models": {},
+    }
+    questions = gsm8k_questions(args.realistic_batch)
+    for name in args.model_list:
+        bench = load_bench(name, args)
+        input_ids, attention_mask = hrpo_chat_batch(bench.tokenizer, questions)
+        print(
+            f"\n=== realistic {name}: B={input_ids.shape[0]}, padded prompt {input_ids.shape[1]}, "
+            f"max new {args.realistic_tokens}, {bench.reps} repeats, load {os.getloadavg()} ===",
+            flush=True,
+        )
+        for mode in args.realistic_list:  # warm-up
+            run_realistic_mode(bench, mode, input_ids, attention_mask, args.warmup_tokens, args.seed)
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.realistic_list}
+        for rep in range(bench.reps):
+            for mode in args.realistic_list:
+                cpu_start, busy_start = time.process_time(), system_busy_seconds()
+                run = run_realistic_mode(
+                    bench, mode, input_ids, attention_mask, args.realistic_tokens, args.seed + rep
+                )
+                cpu = time.process_time() - cpu_start
+                run["cpu_seconds"] = cpu
+                run["foreign_cores"] = max(0.0, system_busy_seconds() - busy_start - cpu) / run["seconds"]
+                run["load1"] = os.getloadavg()[0]
+                run["kept_tok_s"] = run["kept"] / run["seconds"]
+                runs[mode].append(run)
+                print(
+                    f"  rep {rep + 1} {mode:>8}: {run['seconds']:7.1f} s, kept {run['kept']:5d} "
+                    f"({run['kept_tok_s']:6.1f} tok/s), row-steps {run['row_steps']}, at cap {run['at_cap']}, "
+                    f"shortest {run['min_len']}, other procs {run['foreign_cores']:.2f} cores, "
+                    f"load {run['load1']:.2f}",
+                    flush=True,
+                )
+        results["models"][name] = runs
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
+        del bench
+    realistic_report(results)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nraw numbers written to {args.json_out}")
+    return 0
+
+
+def realistic_report(results: dict[str, Any]) -> None:
+    """Median and min-max kept tok/s per mode; paired (same-repeat) ratios against hf and off."""
+    print("\n## Realistic rollouts: tokens kept per second (median, min-max over repeats)")
+    print(
+        "| model | mode | reps | kept tok/s median (min-max) | wall s median | kept / row-steps | rows at cap "
+        f"| thinking share | other procs, cores (max) |\n|{'---|' * 9}"
+    )
+    for name, runs in results["models"].items():
+        for mode, rows in runs.items():
+            rates = [r["kept_tok_s"] for r in rows]
+            share = rows[0]["thinking_share"]
+            print(
+                f"| {name} | {mode} | {len(rows)} | **{statistics.median(rates):.1f}** ({min(rates):.1f}-"
+                f"{max(rates):.1f}) | {statistics.median(r['seconds'] for r in rows):.1f} | "
+                f"{statistics.median(r['kept'] / r['row_steps'] for r in rows):.2f} | "
+                f"{statistics.median(r['at_cap'] for r in rows)} | {'-' if share is None else f'{share:.2f}'} | "
+                f"{max(r['foreign_cores'] for r in rows):.2f} |"
+            )
+    print(f"\n| model | ratio | paired median (min-max) | ratio of medians |\n|{'---|' * 4}")
+    for name, runs in results["models"].items():
+        for num in runs:
+            for den in ("hf", "off", "on_keep"):
+                if den == num or den not in runs or num == "hf" or (den == "on_keep" and num == "off"):
+                    continue
+                paired = [
+                    a["kept_tok_s"] / b["kept_tok_s"] for a, b in zip(runs[num], runs[den], strict=True)
+                ]
+                medians = statistics.median(r["kept_tok_s"] for r in runs[num]) / statistics.median(
+                    r["kept_tok_s"] for r in runs[den]
+                )
+                print(
+                    f"| {name} | {num}/{den} | **{statistics.median(paired):.2f}** ({min(paired):.2f}-"
+                    f"{max(paired):.2f}) | {medians:.2f} |"
+                )
 
 
 def fmt_ratio(value: float, target: float | None) -> str:
@@ -366,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    if args.realistic:
+        return run_realistic(args)
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, fp32, "
