@@ -7,12 +7,16 @@ spacing, ``$`` and a final ``.`` ignored; compared as plain strings, so ``$`` or
 fine). A capital option letter anywhere else on the line also names that option. Naming two options -- two
 letters (``C and B``, ``C or B``, ``C because option B is incorrect``), or a letter plus the full text of
 another option -- is a hedge (wrong): the line after the delimiter must state the answer, not discuss others.
-Letters inside the named option's own text (``B. Vitamin C``) do not count.
+Letters inside the named option's own text (``B. Vitamin C``) do not count. Where option texts are letters
+themselves (MMLU has options ``C`` or ``c``): a lone capital letter is always a letter; a lone lower-case letter
+that is exactly an option's text is that option. Only the answer line is read, so an option whose text spans
+several lines can be named by its letter only.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from hrpo.scoring.region import clean
 from hrpo.scoring.verdict import Verdict
@@ -24,10 +28,20 @@ _LONE = re.compile(r"[(\[]?([A-Ja-j])[)\]]?[.:]?")
 _LEADING = re.compile(r"[(\[]?([A-Ja-j])(?:[)\]]\s*[.:]?|[.:]|\s+[-\u2013\u2014]\s)\s*(.+)", re.DOTALL)
 
 
+def _prep(s: str) -> str:
+    """LaTeX wrappers (``\\boxed{}``, ``\\text{}``) unwrapped and ``$`` dropped, in answers and options alike."""
+    for _ in range(2):
+        s = _WRAPPER.sub(r"\1", s)
+    return s.replace("$", "")
+
+
+def _exact(s: str) -> str:
+    return " ".join(_prep(s).replace("**", "").strip().rstrip(".").split())
+
+
 def _key(s: str) -> str:
-    """Comparison form of an option text: case-folded, ``$``/markdown dropped, spaces collapsed, no final dot."""
-    s = s.replace("$", "").replace("**", "").casefold().strip()
-    return " ".join(s.rstrip(".").split())
+    """Comparison form of an option text: as :func:`_exact`, case-folded."""
+    return _exact(s).casefold()
 
 
 def _letters(s: str, allowed: str) -> list[str]:
@@ -40,29 +54,35 @@ def _mentions(s: str, key: str) -> bool:
 
 
 def _remove(s: str, text: str) -> str:
-    return re.sub(re.escape(text), " ", s, flags=re.IGNORECASE) if text.strip() else s
+    """``s`` without the option text ``text`` (texts under 3 characters, e.g. an option "C", stay)."""
+    return re.sub(re.escape(text.strip()), " ", s, flags=re.IGNORECASE) if len(text.strip()) >= 3 else s
 
 
 def parse(answer: str, choices: list[str] | None = None) -> tuple[str | None, bool]:
     """``(letter or None, hedged)`` for an answer line."""
-    s = clean(answer)
-    for _ in range(2):
-        s = _WRAPPER.sub(r"\1", s)
-    s = _OPTION_WORD.sub("", s.replace("$", "")).strip()
-    s = clean(s)
+    s = clean(_OPTION_WORD.sub("", _prep(clean(answer))).strip())
     allowed = LETTERS[: len(choices)] if choices else LETTERS
     keys = [_key(c) for c in choices] if choices else []
-    text_of = dict(zip(allowed, choices or [], strict=False))
+    text_of = dict(zip(allowed, [_prep(c) for c in choices or []], strict=False))
 
     def other_text(letter: str, rest: str) -> bool:  # the full text of another option is named too
-        return any(_mentions(rest, k) and k != keys[i] for i, k in enumerate(keys) if allowed[i] != letter)
+        own = keys[allowed.index(letter)] if keys else ""
+        return any(_mentions(rest, k) and k != own for i, k in enumerate(keys) if allowed[i] != letter)
 
-    if keys and _key(s) in keys:  # the full text of an option
-        hits = [allowed[i] for i, k in enumerate(keys) if k == _key(s)]
-        return (hits[0], False) if len(hits) == 1 else (None, False)
-    if m := _LONE.fullmatch(s):
-        letter = m.group(1).upper()
+    def by_text(key: str, form: Callable[[str], str]) -> str | None:
+        hits = [allowed[i] for i, c in enumerate(choices or []) if form(c) == key]
+        return hits[0] if len(hits) == 1 else None
+
+    lone = _LONE.fullmatch(s)
+    if lone and lone.group(1).isupper() and lone.group(1) in allowed:  # a capital letter first (options "C")
+        return lone.group(1), False
+    if choices and (hit := by_text(_exact(s), _exact)):  # exact option text ("Bb Bb" vs "Bb bb")
+        return hit, False
+    if lone:  # a lower-case letter, unless it is an option's exact text (then it is that option, above)
+        letter = lone.group(1).upper()
         return (letter, False) if letter in allowed else (None, False)
+    if choices and _key(s) in keys:  # option text, case-folded
+        return by_text(_key(s), _key), False
     if (m := _LEADING.fullmatch(s)) and m.group(1).upper() in allowed:
         letter, rest = m.group(1).upper(), m.group(2).strip()
         if keys and _key(rest) == keys[allowed.index(letter)]:

@@ -42,7 +42,8 @@ def _open_groups(s: str) -> bool:
     """True if ``s`` leaves a ``$``/``$$``/``\\[``/``\\(`` span or a ``{`` brace unclosed."""
     bare = s.replace("\\$", "").replace("\\{", "").replace("\\}", "")
     return (
-        bare.count("$") % 2 == 1
+        bare.count("$$") % 2 == 1
+        or bare.replace("$$", "").count("$") % 2 == 1
         or bare.count("{") > bare.count("}")
         or s.count("\\[") > s.count("\\]")
         or s.count("\\(") > s.count("\\)")
