@@ -1,10 +1,14 @@
 """Evaluation speed (issue 5): stock lm-eval ``hf`` vs the ``hrpo`` model (latent on), same tasks, model, batch.
 
-Command used for ``benchmark/README.md`` (from the repo root, 2 CPU threads, fp32)::
+Commands (from the root of a clone, with the README's ``.venv``; task data from ``../shared/data``; fp32)::
 
-    . /work/venv/bin/activate && export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=2
+    . .venv/bin/activate && export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=2
+    # issue 14's target: SmolLM2, >= 32 items, 256 new tokens
+    python benchmark/eval_speed.py --models smollm2 --tasks hrpo_gsm8k --limit 32 --batch_size 32 \
+        --max_gen_toks 256 --reps 2 --json eval_speed.json
+    # issue 5's smaller run, tiny model included
     python benchmark/eval_speed.py --models tiny,smollm2 --tasks hrpo_gsm8k --limit 8 --batch_size 8 \
-        --max_gen_toks 32 --reps 2 --json benchmark/eval_speed.json
+        --max_gen_toks 32 --reps 2 --json eval_speed.json
 
 Protocol: each model is loaded once per adapter (``HFLM`` and ``HRPOLM`` from the same folder, fp32, CPU);
 ``hrpo`` gets a gate (the tiny model: a strong gate with a large latent share; SmolLM2: a freshly initialised
@@ -13,9 +17,11 @@ template, local data from ``../shared/data``, ``max_gen_toks`` override) once pe
 untimed warm-up call each. Reported per adapter: the median wall time of ``simple_evaluate`` and the decoded
 positions per second (batch rows x decode steps of every ``_model_generate`` call, counted by wrapping it),
 per wall second and per CPU second of the process (``time.process_time``; steadier when other jobs share the
-machine). The headline ratio is hrpo / hf of decoded positions per second (target >= 1.0), also given as the
-median of the per-repeat ratios (each interleaved pair ran under the same machine load); items/s is shown as
-well, since hybrid and plain decoding may stop at different points.
+machine). The ratios are hrpo / hf of decoded positions per second and of items per second, also as the
+median of the per-repeat ratios (each interleaved pair ran under the same machine load). Items/s is the
+throughput a user sees; decoded positions count the padded ``B x steps`` of every call (rows that ``hrpo``
+dropped from the batch after stopping still count), and hybrid and plain decoding may stop at different points.
+Each run also records the load average and the CPU cores other processes used meanwhile (``/proc/stat``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,15 @@ def build_gate(name: str, hidden: int):
     return ThinkingGate(GateConfig(hidden), torch.Generator().manual_seed(0))
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (``/proc/stat``; 0.0 where unavailable)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class PositionCounter:
     """Wraps ``_model_generate`` of one LM instance to count decoded positions (rows x steps)."""
 
@@ -78,6 +93,7 @@ def run_once(
     from lm_eval import simple_evaluate
 
     counter.positions = 0
+    busy_start = system_busy_seconds()
     start, cpu_start = time.perf_counter(), time.process_time()
     result = simple_evaluate(
         model=lm,
@@ -90,7 +106,15 @@ def run_once(
     )
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     items = sum(int(r.get("sample_len", 0)) for r in result["results"].values())
-    return {"wall_s": wall, "cpu_s": cpu, "positions": counter.positions, "items": items}
+    foreign = max(0.0, system_busy_seconds() - busy_start - cpu) / wall
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "positions": counter.positions,
+        "items": items,
+        "other_cores": foreign,
+        "load1": os.getloadavg()[0],
+    }
 
 
 def bench_model(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -134,10 +158,16 @@ def bench_model(name: str, args: argparse.Namespace, root: Path) -> dict[str, An
         summary["hrpo"]["pos_per_cpu_s_median"] / summary["hf"]["pos_per_cpu_s_median"]
     )
     # Repeats are interleaved, so each pair shares the machine's load of its moment: the median pair ratio.
+    pairs = list(zip(runs["hf"], runs["hrpo"], strict=True))
     summary["ratio_paired_median"] = statistics.median(
-        (b["positions"] / b["wall_s"]) / (a["positions"] / a["wall_s"])
-        for a, b in zip(runs["hf"], runs["hrpo"], strict=True)
+        (b["positions"] / b["wall_s"]) / (a["positions"] / a["wall_s"]) for a, b in pairs
     )
+    item_pairs = [(b["items"] / b["wall_s"]) / (a["items"] / a["wall_s"]) for a, b in pairs]
+    summary["ratio_items_paired"] = {
+        "median": statistics.median(item_pairs),
+        "min": min(item_pairs),
+        "max": max(item_pairs),
+    }
     return summary
 
 
@@ -172,7 +202,9 @@ def main() -> int:
             )
         print(
             f"{s['model']:10s} ratio hrpo/hf: pos/s {s['ratio_pos_per_s']:.2f}, items/s {s['ratio_items_per_s']:.2f}, "
-            f"pos/cpu-s {s['ratio_pos_per_cpu_s']:.2f}, paired median {s['ratio_paired_median']:.2f}"
+            f"pos/cpu-s {s['ratio_pos_per_cpu_s']:.2f}, paired median {s['ratio_paired_median']:.2f}; "
+            f"items/s paired median {s['ratio_items_paired']['median']:.2f} "
+            f"({s['ratio_items_paired']['min']:.2f}-{s['ratio_items_paired']['max']:.2f})"
         )
     if args.json:
         config = {k: v for k, v in vars(args).items() if k != "json"} | {"load_average": os.getloadavg()}

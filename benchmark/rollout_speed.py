@@ -486,6 +486,7 @@ def run_realistic_mode(
         "row_steps": counter.rows + input_ids.shape[0],  # + the token chosen from the prefill's logits
         "at_cap": int((lengths >= max_new).sum()),
         "min_len": int(lengths.min()),
+        "steps": int(lengths.max()),
         "thinking_share": thinking,
     }
 
@@ -538,10 +539,28 @@ def run_realistic(args: argparse.Namespace) -> int:
                     flush=True,
                 )
         results["models"][name] = runs
+        if args.profile:
+            results.setdefault("profiles", {})[name] = {}
+            for mode in (m for m in args.realistic_list if m != "hf"):
+                profiler = StepProfiler()
+                with profiler.attached(bench):
+                    run = run_realistic_mode(
+                        bench, mode, input_ids, attention_mask, args.realistic_tokens, args.seed
+                    )
+                steps = run["steps"]
+                per_step = {label: 1000 * total / steps for label, total in profiler.totals.items()}
+                per_step["other (loop bookkeeping, embedding, stack, isin, where)"] = 1000 * run[
+                    "seconds"
+                ] / steps - sum(per_step.values())
+                per_step["TOTAL call / steps"] = 1000 * run["seconds"] / steps
+                per_step["(loop steps)"] = float(steps)
+                per_step["(rows forwarded per step, mean)"] = run["row_steps"] / steps
+                results["profiles"][name][mode] = per_step
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
         del bench
     realistic_report(results)
+    realistic_profiles(results)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nraw numbers written to {args.json_out}")
@@ -582,6 +601,19 @@ def realistic_report(results: dict[str, Any]) -> None:
                     f"| {name} | {num}/{den} | **{statistics.median(paired):.2f}** ({min(paired):.2f}-"
                     f"{max(paired):.2f}) | {medians:.2f} |"
                 )
+
+
+def realistic_profiles(results: dict[str, Any]) -> None:
+    """Per-step profile tables of a realistic run (ms per loop step; one instrumented call per mode)."""
+    for name, profiles in results.get("profiles", {}).items():
+        modes = list(profiles)
+        labels = list(dict.fromkeys(label for p in profiles.values() for label in p))
+        labels.sort(key=lambda label: label.startswith(("other", "TOTAL", "(")))
+        print(
+            f"\nrealistic profile {name} (ms per step)\n| component | {' | '.join(modes)} |\n|---|{'---|' * len(modes)}"
+        )
+        for label in labels:
+            print(f"| {label} | {' | '.join(f'{profiles[m].get(label, 0.0):.2f}' for m in modes)} |")
 
 
 def fmt_ratio(value: float, target: float | None) -> str:
