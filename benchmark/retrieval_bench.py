@@ -1,13 +1,14 @@
 """Retrieval benchmark on the shared corpus: encode speed, index types, retrieval quality, server overhead.
 
-Run from the repository root (about 15-20 minutes on 2 CPU cores for the full 21,536-passage corpus)::
+Run from the repository root in the README's ``.venv``, with the shared data in ``../shared/data`` (about
+15-20 minutes on 2 CPU cores for the full 21,536-passage corpus)::
 
-    python benchmark/retrieval_bench.py --json_out /tmp/retrieval_bench.json
+    python benchmark/retrieval_bench.py --json_out retrieval_bench.json
     python benchmark/retrieval_bench.py --max_passages 3000   # quick run on a prefix of the corpus
 
 It measures, in one run and against baselines measured in the same run:
 
-1. passage encoding: ``retrieval.encoders.Encoder`` vs ``SentenceTransformer.encode`` of the same model on the
+1. passage encoding: ``hrpo.retrieval.encoders.Encoder`` vs ``SentenceTransformer.encode`` of the same model on the
    same texts (ratio, target >= 1.0);
 2. build time (from saved embeddings), bytes per passage, search QPS at batch 32 and recall@10 against Flat for
    Flat, HNSW32, IVF-PQ and IVF-SQ8;
@@ -133,7 +134,7 @@ def bench_encode(args, texts: list[str]) -> dict:
     """Our Encoder vs SentenceTransformer.encode (batch 64, normalised), alternating, same texts."""
     from sentence_transformers import SentenceTransformer
 
-    from retrieval.encoders import Encoder, model_path, resolve_spec
+    from hrpo.retrieval.encoders import Encoder, model_path, resolve_spec
 
     ours = Encoder(resolve_spec("minilm"), device="cpu")
     st = SentenceTransformer(model_path("minilm"), device="cpu")
@@ -206,12 +207,12 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from retrieval.bm25 import build_bm25
-    from retrieval.corpus import iter_corpus
-    from retrieval.encoders import resolve_spec
-    from retrieval.index import build_index, read_meta, rebuild_index
-    from retrieval.search import BM25Retriever, DenseRetriever, rrf
-    from retrieval.server import BackgroundServer, create_app
+    from hrpo.retrieval.bm25 import build_bm25
+    from hrpo.retrieval.corpus import iter_corpus
+    from hrpo.retrieval.encoders import resolve_spec
+    from hrpo.retrieval.index import build_index, read_meta, rebuild_index
+    from hrpo.retrieval.search import BM25Retriever, DenseRetriever, rrf
+    from hrpo.retrieval.server import BackgroundServer, create_app
 
     data = Path(args.data_dir)
     corpus = data / "wiki_corpus" / "corpus.jsonl"

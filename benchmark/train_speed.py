@@ -1,8 +1,8 @@
 """Training step time (issue 3): stock TRL ``GRPOTrainer`` (HF generation) vs ``HRPOTrainer`` hybrid on, one run.
 
-Command used for ``benchmark/README.md`` (from the repo root, 2 CPU threads, fp32)::
+Command used for ``benchmark/README.md`` (from the repo root, in the README's ``.venv``, 2 CPU threads, fp32)::
 
-    . /work/venv/bin/activate && export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRL_EXPERIMENTAL_SILENCE=1
+    . .venv/bin/activate && export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRL_EXPERIMENTAL_SILENCE=1
     python benchmark/train_speed.py --models smollm2,tiny --steps 3 --threads 1 --json benchmark/train_speed.json
 
 (``--threads 1`` because the machine was shared: with 2 threads and 5+ other busy processes OpenMP oversubscription

@@ -1,8 +1,9 @@
-"""The ``hrpo`` command line: one entry point, one subcommand per verb.
+"""The ``hrpo`` command: ``hrpo <verb> ARGS...`` runs ``hrpo.commands.<verb>.main(ARGS)``.
 
-Each subcommand lives in its own module exposing ``add_parser(subparsers) -> None``; the parser it adds sets
-``func`` (called with the parsed namespace, returns an exit code). Modules are imported here, so they must keep
-heavy imports (torch, transformers, faiss) inside their ``func``.
+Every verb is one module of :mod:`hrpo.commands` with the same two functions: ``build_parser()`` (its
+``argparse``/``TrlParser``, ``prog="hrpo <verb>"``) and ``main(argv) -> int`` (parse ``argv``, run, return the exit
+code). This module only maps verb names to those modules: it imports a verb's module when that verb runs, and
+every token after the verb (``--help`` included) goes to the verb's own parser unchanged.
 """
 
 from __future__ import annotations
@@ -13,42 +14,48 @@ import sys
 
 from hrpo import __version__
 
-# Module path of each subcommand, in the order shown by ``hrpo --help``.
-SUBCOMMANDS: list[str] = [
-    "hrpo.commands.train",
-    "hrpo.commands.eval",
-    "hrpo.commands.demo",
-    "hrpo.commands.info",
-    "hrpo.commands.retrieval",
-    "hrpo.commands.data",
-    "hrpo.commands.leaderboard",
-]
+# Verb -> one-line help, in the order ``hrpo --help`` shows them; the module is hrpo.commands.<verb>.
+VERBS: dict[str, str] = {
+    "train": "train a model with HRPO (or plain GRPO with --hybrid false) on TRL + DeepSpeed",
+    "eval": "evaluate a checkpoint (or base model) on the hrpo_* lm-eval tasks with hybrid latent decoding",
+    "demo": "run the whole pipeline on SmolLM2 on a CPU (~12 min): train, index, evaluate, leaderboard",
+    "info": "print the installed stack versions and offline asset locations",
+    "retrieval": "FAISS retrieval: build | search | serve | attach",
+    "data": "build the merged training sets (MMLU aux + ARC-C train, NQ + HotpotQA train with contexts)",
+    "leaderboard": "tabulate lm-eval results (ours and stock) as the paper's Knowledge/STEM table, with a plot",
+}
+
+
+def verb_module(verb: str):
+    """The module of a verb (imported on demand, so ``hrpo --help`` loads no verb)."""
+    return importlib.import_module(f"hrpo.commands.{verb}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: ``--help``, ``--version`` and the list of verbs (their flags are their own)."""
     parser = argparse.ArgumentParser(
         prog="hrpo",
         description=(
             "Hybrid Reasoning Policy Optimization: train LLMs to reason with gated latent embeddings (TRL + "
             "DeepSpeed), evaluate them with lm-evaluation-harness, and serve FAISS retrieval contexts."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `hrpo <command> --help` for the flags of a command.",
     )
     parser.add_argument("--version", action="version", version=f"hrpo {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="<command>")
-    for module_name in SUBCOMMANDS:
-        importlib.import_module(module_name).add_parser(subparsers)
+    subparsers = parser.add_subparsers(title="commands", metavar="<command>", dest="verb")
+    for verb, help_line in VERBS.items():
+        subparsers.add_parser(verb, help=help_line, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in VERBS:
+        return int(verb_module(argv[0]).main(argv[1:]) or 0)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 0
-    return int(args.func(args) or 0)
+    parser.parse_args(argv)  # --help, --version, or an error naming the valid commands
+    parser.print_help()
+    return 0
 
 
 if __name__ == "__main__":

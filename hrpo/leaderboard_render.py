@@ -2,8 +2,8 @@
 
 Every output has the same columns (:func:`hrpo.leaderboard.score_columns`): the run metadata, then Knowledge
 and STEM with their averages, then the Other group when some row has a task outside the paper's ten. A
-missing score is ``–`` (an empty cell in CSV, no bar in the plot), never 0. The names here are also
-importable from :mod:`hrpo.leaderboard`.
+missing score is ``–`` (an empty cell in CSV, no bar in the plot), never 0. This module reads the runs and
+columns of :mod:`hrpo.leaderboard`, which never imports it back.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hrpo import leaderboard as lb
+from hrpo import leaderboard_render as lbr
 from hrpo.cli import main as cli_main
 from tests.conftest import REPO_ROOT
 
@@ -123,7 +124,7 @@ def test_group_average_only_when_all_five_present(runs):
 
 
 def test_markdown_missing_cells_never_zero_and_stderr_shown(runs):
-    rows = {r["run"]: r for r in _md_rows(lb.render(list(runs.values()), "md"))}
+    rows = {r["run"]: r for r in _md_rows(lbr.render(list(runs.values()), "md"))}
     hrpo = rows[HRPO]
     assert hrpo["GSM8K"] == "62.5 ± 18.3"
     assert hrpo["STEM avg"] == "55.0 ± 7.7"
@@ -146,12 +147,12 @@ def test_a_real_zero_is_shown_as_zero_not_missing(tmp_path):
     path, data = _results("ours/hrpo-latent-off")
     data["results"]["hrpo_gsm8k"].update({"exact_match,none": 0.0, "exact_match_stderr,none": 0.0})
     (root / "ours" / "hrpo-latent-off" / path.name).write_text(json.dumps(data))
-    (row,) = _md_rows(lb.render(lb.load_runs([root / "ours" / "hrpo-latent-off"]), "md"))
+    (row,) = _md_rows(lbr.render(lb.load_runs([root / "ours" / "hrpo-latent-off"]), "md"))
     assert (row["GSM8K"], row["MATH"]) == ("0.0 ± 0.0", "–")
 
 
 def test_csv_parses_with_empty_missing_and_stderr_columns(runs):
-    table = list(csv.DictReader(io.StringIO(lb.render(list(runs.values()), "csv"))))
+    table = list(csv.DictReader(io.StringIO(lbr.render(list(runs.values()), "csv"))))
     assert len(table) == 4
     hrpo = next(r for r in table if r["run"] == HRPO)
     assert (hrpo["GSM8K"], hrpo["GSM8K stderr"]) == ("62.50", "18.30")
@@ -189,7 +190,7 @@ class _Cells(HTMLParser):
 
 def test_html_table_parses_and_marks_reference_rows(runs):
     refs = lb.load_references(["qwen2.5-1.5b"])
-    text = lb.render([*runs.values(), *refs], "html")
+    text = lbr.render([*runs.values(), *refs], "html")
     parser = _Cells()
     parser.feed(text)
     head = [r for r in parser.rows if r[0] == "head"]
@@ -207,7 +208,7 @@ def test_html_table_parses_and_marks_reference_rows(runs):
 
 
 def test_latex_table_shape_escapes_and_missing(runs):
-    text = lb.render([*runs.values(), *lb.load_references(["qwen2.5-3b:main"])], "latex")
+    text = lbr.render([*runs.values(), *lb.load_references(["qwen2.5-3b:main"])], "latex")
     spec = text.split("\\begin{tabular}{", 1)[1].split("}", 1)[0]
     n_cols = len(spec.replace("|", ""))
     assert n_cols == len(HEADER)
@@ -309,7 +310,7 @@ def test_string_model_args_and_absolute_checkpoint(tmp_path):
 
 def test_script_and_module_entry_points(tmp_path):
     for cmd in ([sys.executable, str(REPO_ROOT / "benchmark" / "leaderboard.py")],
-                [sys.executable, "-m", "hrpo.leaderboard"]):  # fmt: skip
+                [sys.executable, "-m", "hrpo.cli", "leaderboard"]):  # fmt: skip
         proc = subprocess.run([*cmd, str(FIX / "stock"), "--format", "md"], capture_output=True, text=True,
                               cwd=tmp_path, timeout=120)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
@@ -402,12 +403,12 @@ def test_tables_without_other_tasks_are_byte_identical_to_before(monkeypatch, tm
     runs = [*lb.load_runs([FIX / "ours", FIX / "stock"]), *lb.load_references(["qwen2.5-1.5b"])]
     assert lb.score_columns(runs) == lb.score_columns()
     golden = (FIX / "golden" / f"paper_only.{fmt}").read_text()
-    assert lb.render(runs, {"tex": "latex"}.get(fmt, fmt)) == golden
+    assert lbr.render(runs, {"tex": "latex"}.get(fmt, fmt)) == golden
     assert "Other" not in golden
 
 
 def test_other_columns_in_markdown_missing_never_zero(other_runs):
-    text = lb.render(other_runs, "md")
+    text = lbr.render(other_runs, "md")
     rows = _rows(text, OTHER_HEADER)
     assert set(rows) == {HRPO, HRPO_OFF, GRPO, BASE}
     assert (rows[HRPO]["qa_file"], rows[HRPO]["gsm8k_cot"]) == ("25.0 ± 16.4", "–")
@@ -431,7 +432,7 @@ def test_other_columns_in_markdown_missing_never_zero(other_runs):
 
 
 def test_other_columns_in_csv_html_latex_consistent(other_runs):
-    table = list(csv.DictReader(io.StringIO(lb.render(other_runs, "csv"))))
+    table = list(csv.DictReader(io.StringIO(lbr.render(other_runs, "csv"))))
     assert list(table[0])[-4:] == ["gsm8k_cot", "gsm8k_cot stderr", "qa_file", "qa_file stderr"]
     by_run = {r["run"]: r for r in table}
     assert (by_run[HRPO]["qa_file"], by_run[HRPO]["qa_file stderr"]) == ("25.00", "16.37")
@@ -440,7 +441,7 @@ def test_other_columns_in_csv_html_latex_consistent(other_runs):
     assert all(r["qa_file"] == r["gsm8k_cot"] == "" for r in table if r["reference"] == "yes")
 
     parser = _Cells()
-    parser.feed(lb.render(other_runs, "html"))
+    parser.feed(lbr.render(other_runs, "html"))
     head = [cells for cls, cells in parser.rows if cls == "head"]
     assert head[0][-1] == "Other, %" and head[1] == OTHER_HEADER
     body = {
@@ -451,10 +452,10 @@ def test_other_columns_in_csv_html_latex_consistent(other_runs):
         "–",
         "0.0 ± 0.0",
     )
-    html_text = lb.render(other_runs, "html")
+    html_text = lbr.render(other_runs, "html")
     assert '<th colspan="2">Other, %</th>' in html_text and "qa_file = exact_match,none" in html_text
 
-    text = lb.render(other_runs, "latex")
+    text = lbr.render(other_runs, "latex")
     spec = text.split("\\begin{tabular}{", 1)[1].split("}", 1)[0]
     assert spec.endswith("|rrrrrr|rrrrrr|rr") and len(spec.replace("|", "")) == len(OTHER_HEADER)
     assert "\\multicolumn{2}{c}{Other, \\%}" in text and "\\cmidrule(lr){21-22}" in text
@@ -479,11 +480,11 @@ def test_other_columns_only_when_some_row_has_one():
     assert extra.average("stem") == plain.average("stem")  # Other scores never enter a group average
     (row,) = (
         r
-        for r in _rows(lb.render([plain, extra], "md"), [*HEADER, "qa_file"]).values()
+        for r in _rows(lbr.render([plain, extra], "md"), [*HEADER, "qa_file"]).values()
         if r["run"] == "plain"
     )
     assert row["qa_file"] == "–"
-    assert "qa_file = f1,none" in lb.render([plain, extra], "md")
+    assert "qa_file = f1,none" in lbr.render([plain, extra], "md")
 
 
 def test_other_column_labels_strip_hrpo_and_stay_unique():
@@ -502,7 +503,7 @@ def test_other_column_labels_strip_hrpo_and_stay_unique():
     ]
     header = [*HEADER, *labels.values()]
     assert len(set(header)) == len(header)
-    names = next(csv.reader(io.StringIO(lb.render([run], "csv"))))
+    names = next(csv.reader(io.StringIO(lbr.render([run], "csv"))))
     assert len(set(names)) == len(names)
 
 
@@ -511,7 +512,7 @@ def test_plot_shows_other_columns(monkeypatch, other_runs, tmp_path):
 
     saved = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig))
-    lb.plot(other_runs, tmp_path / "board.png")
+    lbr.plot(other_runs, tmp_path / "board.png")
     (ax,) = saved[0].axes
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert len(ticks) == 14 and ticks[-3:] == ["STEM\navg", "gsm8k_cot", "qa_file"]
@@ -530,18 +531,14 @@ def test_plot_shows_other_columns(monkeypatch, other_runs, tmp_path):
 
 
 def test_render_module_imports_and_cli_plot_with_other(tmp_path, capsys):
-    code = (
-        "import hrpo.leaderboard_render; from hrpo.leaderboard import plot, render, to_markdown; print('ok')"
-    )
+    # results -> table -> render, imported one way: the results module never loads the renderers
+    code = "import sys, hrpo.leaderboard; print('hrpo.leaderboard_render' in sys.modules)"
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
     )
-    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
-    from hrpo import leaderboard_render
-
-    assert lb.render is leaderboard_render.render and lb.to_csv is leaderboard_render.to_csv
+    assert proc.returncode == 0 and proc.stdout == "False\n", proc.stderr
     with pytest.raises(AttributeError):
-        _ = lb.no_such_name
+        _ = lb.render  # no re-export of the renderers
     png = tmp_path / "board.png"
     out = tmp_path / "board.md"
     assert cli_main(["leaderboard", str(FIX / "other"), "--out", str(out), "--plot", str(png)]) == 0

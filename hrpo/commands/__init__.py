@@ -1,25 +1,23 @@
-"""Subcommands of the ``hrpo`` CLI (see :mod:`hrpo.cli`)."""
+"""The verbs of the ``hrpo`` command, one module each (see :mod:`hrpo.cli`).
+
+Each module has ``build_parser()`` and ``main(argv: list[str] | None = None) -> int`` and keeps heavy imports
+(torch, transformers, lm-eval, faiss) inside functions, so ``hrpo <verb> --help`` starts fast. A verb parses
+flags and calls the library (``hrpo.*``, ``hrpo.retrieval``); library modules never import a verb.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
 
-def add_passthrough(
-    subparsers: argparse._SubParsersAction, name: str, entry: str, help: str, description: str
-):
-    """A subcommand that hands every token, ``--help`` included, to ``entry`` (``"module:function(argv)"``).
+def run_action(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` for a verb with actions (``hrpo data build``, ``hrpo retrieval search``, ...).
 
-    The entry module has its own parser (TRL's, lm-eval's, ...), so this one defines no option prefix at all;
-    otherwise argparse would reject the entry's flags before it sees them.
+    Each action's parser sets ``func`` (called with the parsed namespace, returns the exit code); without an
+    action the verb's help is printed.
     """
-    parser = subparsers.add_parser(name, help=help, description=description, add_help=False, prefix_chars="+")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-    def run(args: argparse.Namespace) -> int:
-        module, function = entry.split(":")
-        return getattr(importlib.import_module(module), function)(args.args)
-
-    parser.set_defaults(func=run)
-    return parser
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 
+from hrpo.commands import run_action
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "data",
-        help="build the merged training sets (MMLU aux + ARC-C train, NQ + HotpotQA train with contexts)",
-        description="Benchmark data utilities. See `hrpo data build --help`.",
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hrpo data", description="Benchmark data utilities. See `hrpo data build --help`."
     )
     sub = parser.add_subparsers(title="actions", metavar="<action>")
     build = sub.add_parser(
@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--skip_bad_rows", action="store_true", help="count malformed rows instead of failing")
     check.set_defaults(func=run_check)
-    parser.set_defaults(func=lambda args: parser.print_help() or 0)
+    return parser
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -123,3 +123,7 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"{name:14s} {split:16s} {len(rows):7d}  {note}".rstrip())
     print(f"{missing} split(s) missing or unreadable" if missing else "all splits found")
     return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_action(build_parser(), argv)

@@ -6,17 +6,16 @@ import argparse
 import importlib.metadata
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "info",
-        help="print the installed stack versions and offline asset locations",
+def build_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="hrpo info",
         description="Print the versions of torch, transformers, TRL, lm-eval, DeepSpeed, PEFT, FAISS and the "
         "locations of the offline asset packages (see assets.txt).",
     )
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    build_parser().parse_args(argv)
     from hrpo import assets
 
     for dist in [

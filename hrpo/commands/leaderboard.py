@@ -15,10 +15,9 @@ from pathlib import Path
 _SUFFIX_FORMAT = {".md": "md", ".tex": "latex", ".csv": "csv", ".html": "html", ".htm": "html"}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "leaderboard",
-        help="tabulate lm-eval results (ours and stock) as the paper's Knowledge/STEM table, with a plot",
+def build_parser(prog: str = "hrpo leaderboard") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
         description="Read lm-eval results JSON files (or folders searched recursively for results_*.json) "
         "and write one table: a row per run (model, method HRPO/GRPO/base, tau, r_min, decoding, seed, date), "
         "columns NQ, TriviaQA, HotpotQA, 2Wiki, Bamboogle + avg | GSM8K, MATH, MATH500, MMLU-ST, ARC-C + avg, "
@@ -45,11 +44,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="add the paper's published rows: qwen2.5-1.5b or qwen2.5-3b (main tables P-T1/P-T2 + the "
         "Lambda-init sweep), or NAME:SET with SET in main, lambda, tau, sampled; repeatable",
     )
-    parser.set_defaults(func=run)
+    return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None, prog: str = "hrpo leaderboard") -> int:
+    """``hrpo leaderboard ARGS`` (and ``benchmark/leaderboard.py ARGS``, whose ``argv`` is ``sys.argv[1:]``)."""
+    args = build_parser(prog).parse_args(argv)
     from hrpo import leaderboard
+    from hrpo.leaderboard_render import plot, render
 
     fmt = args.format or (_SUFFIX_FORMAT.get(Path(args.out).suffix.lower(), "md") if args.out else "md")
     try:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"hrpo leaderboard: warning: {names}: no task of the leaderboard's columns", file=sys.stderr
             )
-    table = leaderboard.render(runs, fmt)
+    table = render(runs, fmt)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,13 +75,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(table)
     if args.plot:
-        print(f"plot: {leaderboard.plot(runs, args.plot)}", file=sys.stderr)
+        print(f"plot: {plot(runs, args.plot)}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``benchmark/leaderboard.py``: the same command without the ``hrpo`` prefix."""
-    parser = argparse.ArgumentParser(prog="leaderboard.py")
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["leaderboard", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)

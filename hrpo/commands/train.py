@@ -1,19 +1,25 @@
-"""``hrpo train``: HRPO/GRPO training (all flags are those of ``python -m hrpo.train``)."""
+"""``hrpo train``: HRPO/GRPO training; every token goes to the training entry :func:`hrpo.train.main`.
+
+    hrpo train --config configs/gsm8k.yaml [--key value ...]
+
+The same entry runs under the launchers as ``python -m hrpo.train`` (``deepspeed --module hrpo.train``,
+``accelerate launch -m hrpo.train``, ``torchrun -m hrpo.train``; see the README).
+"""
 
 from __future__ import annotations
 
-import argparse
 
-from hrpo.commands import add_passthrough
+def build_parser():
+    """TRL's parser over the three flag groups of :mod:`hrpo.train` (``hrpo train --help`` prints it)."""
+    from trl import TrlParser
+
+    from hrpo.config import HRPOConfig, HRPOModelConfig
+    from hrpo.train import HRPOScriptArguments
+
+    return TrlParser((HRPOScriptArguments, HRPOConfig, HRPOModelConfig), prog="hrpo train")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    add_passthrough(
-        subparsers,
-        "train",
-        "hrpo.train:main",
-        help="train a model with HRPO (or plain GRPO with --hybrid false) on TRL + DeepSpeed",
-        description="Train with HRPO. Takes a TRL-style YAML (--config configs/gsm8k.yaml) and --key value "
-        "overrides; `hrpo train --help` lists every flag with its help text. Multi-GPU: run the module "
-        "hrpo.train under deepspeed/accelerate/torchrun (see README).",
-    )
+def main(argv: list[str] | None = None) -> int:
+    from hrpo.train import main as train_main
+
+    return train_main(argv)

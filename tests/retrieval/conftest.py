@@ -64,9 +64,9 @@ def hotpot_questions(shared_data: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def minilm_index(subset_corpus: Path, tmp_path_factory) -> Path:
     """Flat MiniLM index (+ BM25, + saved embeddings) over :func:`subset_corpus`."""
-    from retrieval.bm25 import build_bm25
-    from retrieval.encoders import resolve_spec
-    from retrieval.index import build_index
+    from hrpo.retrieval.bm25 import build_bm25
+    from hrpo.retrieval.encoders import resolve_spec
+    from hrpo.retrieval.index import build_index
 
     out = tmp_path_factory.mktemp("index") / "minilm_flat"
     build_index(
@@ -78,6 +78,6 @@ def minilm_index(subset_corpus: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def dense_retriever(minilm_index: Path):
-    from retrieval.search import DenseRetriever
+    from hrpo.retrieval.search import DenseRetriever
 
     return DenseRetriever(minilm_index)

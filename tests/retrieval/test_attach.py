@@ -8,8 +8,8 @@ import json
 import pytest
 
 from hrpo.cli import main as hrpo_main
-from retrieval.attach import attach_contexts
-from retrieval.corpus import split_contents
+from hrpo.retrieval.attach import attach_contexts
+from hrpo.retrieval.corpus import split_contents
 
 
 def rows_from(questions: list[dict]) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.search import load_retriever
+from hrpo.retrieval.search import load_retriever
 
 
 def gold_recall(retriever, questions: list[dict], k: int) -> tuple[float, float]:

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from retrieval.corpus import CorpusError, iter_corpus, make_contents
-from retrieval.encoders import EncoderMismatchError, EncoderSpec, resolve_spec
-from retrieval.index import build_index, read_meta, rebuild_index
-from retrieval.search import DenseRetriever
+from hrpo.retrieval.corpus import CorpusError, iter_corpus, make_contents
+from hrpo.retrieval.encoders import EncoderMismatchError, EncoderSpec, resolve_spec
+from hrpo.retrieval.index import build_index, read_meta, rebuild_index
+from hrpo.retrieval.search import DenseRetriever
 
 QUERIES = [
     "Which country is the Eiffel Tower in?",

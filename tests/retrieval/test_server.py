@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from retrieval.server import BackgroundServer, Limits, create_app
+from hrpo.retrieval.server import BackgroundServer, Limits, create_app
 
 LIMITS = Limits(max_queries=16, max_topk=20, max_body_bytes=4096, max_query_chars=500)
 QUERIES = ["Who portrayed Corliss Archer in Kiss and Tell?", "Which lobbyist worked for Genentech?"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.index import build_from_vectors, set_search_params
-from retrieval.search import merge_topk
+from hrpo.retrieval.index import build_from_vectors, set_search_params
+from hrpo.retrieval.search import merge_topk
 
 N, NQ, DIM, CENTERS, K = 20_000, 200, 64, 200, 10
 
