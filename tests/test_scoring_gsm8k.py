@@ -44,6 +44,7 @@ ACCEPT = [
     ("same value repeated", "#### 18 = 18.00", "18", True, False),
     ("arithmetic result", "#### 9 * 2 = 18", "18", True, False),
     ("arithmetic result", "#### 9 \\times \\$2 = \\$18", "18", True, False),
+    ("arithmetic result", "#### (16 - 3 - 4) x 2 = 18", "18", True, False),
 ]
 REJECT = [
     ("wrong value", "#### 17", "18", False, False),
@@ -62,6 +63,8 @@ REJECT = [
     ("hedge on a later line", "#### 18\nOr maybe 19.", "18", False, True),
     ("trailing prose not read", "#### 19\n(Earlier I wrote 18 by mistake.)", "18", False, False),
     ("trailing prose not read", "#### see below\nThe answer is 18", "18", False, False),
+    ("false equation", "#### 17 = 18", "18", False, True),
+    ("false equation", "#### 9 * 2 = 19 = 18", "18", False, True),
     ("no number", "#### eighteen", "18", False, False),
     ("no number", "####", "18", False, False),
     ("separator is not thousands", "#### 1,2", "12", False, True),

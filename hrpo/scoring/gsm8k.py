@@ -2,13 +2,15 @@
 
 Read: currency signs, ``\\boxed{}``, ``\\text{}``, bold, ``%`` and units are ignored; thousands separators
 (``1,234``) join; the sign is kept (``-$20`` is -20); ``18.00`` == ``18`` and ``0.75`` == ``3/4`` (exact
-fractions, no rounding); an arithmetic chain ``9 * 2 = 18`` is read as its result. Every other number on the
+fractions, no rounding); a true arithmetic chain ``9 * 2 = 18`` is read as its result (``17 = 18`` is two
+answers). Every other number on the
 line is a second candidate: two different values are a hedge (wrong), the same value repeated is one answer.
 Digits glued to a letter, ``^`` or ``_`` (``m^2``, ``H2O``) are not numbers.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from fractions import Fraction
 from functools import lru_cache
@@ -39,9 +41,40 @@ def _prepare(answer: str) -> str:
         s = s.replace(token, "")
     s = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), s)
     parts = s.split("=")
-    if len(parts) > 1 and all(_ARITHMETIC.fullmatch(p.strip() or "0") for p in parts[:-1]):
-        s = parts[-1]  # "9 * 2 = 18": the result is the answer
+    if len(parts) > 1 and all(_ARITHMETIC.fullmatch(p.strip() or "x") for p in parts[:-1]):
+        values = {_arithmetic(p) for p in parts[:-1]}
+        if len(values) == 1 and None not in values and values == set(numbers_in(parts[-1])):
+            s = parts[-1]  # "9 * 2 = 18": a true chain; its result is the answer (else every number counts)
     return s
+
+
+def _arithmetic(expr: str) -> Fraction | None:
+    """Exact value of a plain arithmetic expression (``9 × 2``, ``(16 - 3 - 4) * 2``); ``None`` otherwise."""
+    text = (
+        expr.replace("×", "*").replace("·", "*").replace("÷", "/").replace(",", "").replace("x", "*").strip()
+    )
+    text = text.replace("[", "(").replace("]", ")")
+    try:
+        return _eval(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError):
+        return None
+
+
+def _eval(node: ast.expr) -> Fraction:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
+        return Fraction(str(node.value))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _eval(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.Div):
+        a, b = _eval(node.left), _eval(node.right)
+        ops = {ast.Add: a.__add__, ast.Sub: a.__sub__, ast.Mult: a.__mul__, ast.Div: a.__truediv__}
+        return ops[type(node.op)](b)
+    raise ValueError("not plain arithmetic")
 
 
 def _value(token: str) -> Fraction | None:
@@ -53,8 +86,12 @@ def _value(token: str) -> Fraction | None:
 
 def numbers(answer: str) -> list[Fraction]:
     """The distinct numeric values on the answer line, in order of appearance."""
+    return numbers_in(_prepare(answer))
+
+
+def numbers_in(text: str) -> list[Fraction]:
     out: list[Fraction] = []
-    for token in _NUMBER.findall(_prepare(answer)):
+    for token in _NUMBER.findall(text):
         value = _value(token)
         if value is not None and value not in out:
             out.append(value)

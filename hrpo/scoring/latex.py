@@ -67,6 +67,11 @@ def split_top_level(s: str, separators: re.Pattern[str]) -> list[str]:
             depth += 1 if s[i + 1] == "{" else -1
             i += 2
             continue
+        if ch == "\\" and s.startswith(("\\begin{", "\\end{"), i):  # a matrix is one group
+            depth = depth + 1 if s.startswith("\\begin{", i) else max(depth - 1, 0)
+            i = s.index("{", i) + 1
+            depth += 1  # the environment name's own brace, closed by the "}" that follows it
+            continue
         if ch in opens:
             depth += 1
         elif ch in closes:

@@ -26,10 +26,17 @@ from hrpo.scoring.latex import (
 from hrpo.scoring.region import clean
 from hrpo.scoring.verdict import Verdict
 
-_OR = re.compile(r"\s*(?:\\(?:text|mbox|textrm|mathrm)\s*\{\s*or\s*\}|\bor\b|(?<!\\);)\s*", re.IGNORECASE)
+# Alternatives: "or", ";", and layout that puts two values side by side (a LaTeX line break, \quad, "&").
+_OR = re.compile(
+    r"\s*(?:\\(?:text|mbox|textrm|mathrm)\s*\{\s*or\s*\}|\bor\b|(?<!\\);|\\\\|\\q?quad\b|&)\s*",
+    re.IGNORECASE,
+)
 _LIST = re.compile(r"\s*(?:\\(?:text|mbox|textrm|mathrm)\s*\{\s*and\s*\}|\band\b|(?<!\\),)\s*", re.IGNORECASE)
 _COMMA = re.compile(r"\s*,\s*")
-_OR_WORD = re.compile(r"\bor\b|\\text\{\s*or\s*\}", re.IGNORECASE)
+_TEXT = re.compile(r"\\(?:text|mbox|textrm|mathrm)\s*\{([^{}]*)\}")
+# "\boxed{5} or 6", "$4$ or 5": an alternative offered outside the boxes/spans.
+_OR_AFTER = re.compile(r"(?:\bor\b|\\text\{\s*or\s*\})\s*\S", re.IGNORECASE)
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}")
 _NUMBER_UNIT = re.compile(r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s+[A-Za-z]{2,12}\.?")
 
 
@@ -37,11 +44,10 @@ def _raw_candidates(answer: str) -> tuple[list[str], bool]:
     """The candidate strings and whether the text around the spans offers an alternative (``$4$ or 5``)."""
     boxed = all_boxed(answer)
     if boxed:
-        return boxed, False
+        return boxed, bool(_OR_AFTER.search(_BOXED.sub(" ", answer)))
     found = spans(answer)
     if found:
-        outside = outside_spans(answer)
-        return found, bool(_OR_WORD.search(outside) and re.search(r"\bor\b\s*\S", outside))
+        return found, bool(_OR_AFTER.search(outside_spans(answer)))
     m = _NUMBER_UNIT.fullmatch(answer)
     return [m.group(1) if m else answer], False
 
@@ -57,7 +63,11 @@ def candidates(answer: str, gold: str) -> tuple[list[str], bool]:
     list_gold = len(split_top_level(normalised_gold(gold), _COMMA)) > 1
     pieces: list[str] = []
     for cand in raw:
-        for part in split_top_level(cand, _OR):
+        ors = split_top_level(cand, _OR)
+        if len(ors) == 1:  # "\text{east or west}": alternatives inside a text wrapper count too
+            ors = split_top_level(_TEXT.sub(r" \1 ", cand), _OR)
+            ors = ors if len(ors) > 1 else [cand]
+        for part in ors:
             pieces.extend([part] if list_gold else split_top_level(join_thousands(part), _LIST))
     out: list[str] = []
     seen: list[str] = []
