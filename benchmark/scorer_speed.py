@@ -1,6 +1,6 @@
 """Scorer speed (issue 11): time 10,000 GSM8K and 1,000 MATH scorings with ``hrpo.rewards.score``.
 
-Completions are built from real test rows (``--data_dir``): the reference solution as reasoning, then
+Completions are built from real test rows (``--data_dir``; GSM8K test, MATH test): the reference solution as reasoning, then
 ``#### `` and one of several tails in turn -- the gold as written, an equivalent spelling, a wrong value, a
 hedge, trailing prose -- so the string rules, the hedge check and (for MATH) math-verify all run. Each
 configuration is timed ``--repeats`` times; the median and the spread (min-max) are printed per call. MATH with
@@ -101,7 +101,8 @@ def main() -> None:
 
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     g_cases = gsm8k_cases(load_benchmark("gsm8k", "test", data_dir=args.data_dir), args.gsm8k)
-    m_cases = math_cases(load_benchmark("math500", "test", data_dir=args.data_dir), args.math)
+    # the full MATH test set (5,000), so that 1,000 completions are all different (no math-verify cache hits)
+    m_cases = math_cases(load_benchmark("math", "test", data_dir=args.data_dir), args.math)
 
     start = time.perf_counter()
     verify.equal("1", "1", timeout=120)  # start the math-verify worker (one-off, per process)
