@@ -84,6 +84,8 @@ def _fp32_value(param: torch.Tensor, master: torch.Tensor | None) -> torch.Tenso
     """``param`` as fp32 for the forward: its fp32 master copy when one is set, else ``param.float()``."""
     if master is None:
         return param.float()
+    if not (torch.is_grad_enabled() and param.requires_grad):
+        return master  # no gradient to route: the parameter (maybe a ZeRO-3 shard) is not needed
     if master.shape != param.shape:
         raise RuntimeError(
             f"gate fp32 master of shape {tuple(master.shape)} does not fit the parameter {tuple(param.shape)} "

@@ -211,6 +211,11 @@ class HRPOTrainer(GRPOTrainer):
             {k: v.detach().cpu().clone() for k, v in self.gate.state_dict().items()} if self.gate else None
         )
         self._gate_master_step: int | None = None
+        if self.gate is not None and is_deepspeed_zero3_enabled() and (config.bf16 or config.fp16):
+            # ZeRO-3 flattens the model, loaded by zero.Init in the training dtype, into one-dtype partitions and
+            # does not cast modules added afterwards: the gate joins in that dtype. It still computes from fp32
+            # (the optimizer's master copy, set before the first rollout by _sync_gate_master).
+            self.gate.to(torch.bfloat16 if config.bf16 else torch.float16)
         self._replay: dict[str, torch.Tensor] | None = None
         self._replay_gap: list[torch.Tensor] = []
         self._last_rollout: Rollout | None = None
@@ -278,8 +283,15 @@ class HRPOTrainer(GRPOTrainer):
         from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
 
         if self._gate_master_step is None and self._gate_init is not None and self.state.global_step == 0:
+            init = {k: v.to(self.accelerator.device) for k, v in self._gate_init.items()}
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                # Rank 0's init, as the engine broadcast it (the gate linears' default init draws from the
+                # global RNG, whose state may differ between ranks).
+                for tensor in init.values():
+                    torch.distributed.broadcast(tensor, src=0)
+            self._gate_init = {k: v.cpu() for k, v in init.items()}
             for name, p in params.items():
-                safe_set_full_fp32_param(p, self._gate_init[name].to(self.accelerator.device))
+                safe_set_full_fp32_param(p, init[name])
         values = {}
         for name, p in params.items():
             value = safe_get_full_fp32_param(p)

@@ -27,6 +27,11 @@ out of the optimizer moves the step-2 numbers by >1e-3 relative; a wrong group s
 ZeRO-3 also checks that the gate's parameters are gathered wherever it runs outside the engine's forward
 (rollouts, the hybrid replay in the loss, saving): the gate calls its Linear submodules, whose ZeRO-3 hooks
 gather their partitioned weights.
+
+The bf16 tests (ZeRO-2 and ZeRO-3, 2 processes) run ``hrpo.train`` with ``--bf16 true`` through an entry script
+that inspects the gate on every rank after training: the engine holds its parameters in bf16, yet the forward
+computes from the optimizer's fp32 master copies (the fresh run's master equals the exact fp32 init, a 1e-4
+change of Lambda -- below bf16's step there -- moves the output), and the saved gate file holds those fp32 values.
 """
 
 from __future__ import annotations
@@ -189,3 +194,103 @@ def test_zero3_two_processes_match_single_process(workdir, single):
     out = workdir / "zero3"
     proc = launch_deepspeed(workdir, out, stage=3)
     check_against_single(out, single, proc)
+
+
+# --------------------------------------------------------------------------- bf16: the gate stays fp32
+
+BF16_ENTRY = '''
+"""hrpo.train under DeepSpeed bf16, then checks of the gate on every rank (written to <output_dir>/gate_rank<r>.json)."""
+import json
+import sys
+
+import torch
+
+import hrpo.trainer as hrpo_trainer
+
+first_sync = {}
+original_sync = hrpo_trainer.HRPOTrainer._sync_gate_master
+original_train = hrpo_trainer.HRPOTrainer.train
+
+
+def sync(self):
+    original_sync(self)
+    if not first_sync and self.gate.has_fp32_master:  # the fresh run's master is the exact fp32 init
+        first_sync.update(
+            exact_init=all(torch.equal(v.cpu(), self._gate_init[k]) for k, v in self.gate.fp32_state_dict().items())
+        )
+
+
+def train(self, *args, **kwargs):
+    output = original_train(self, *args, **kwargs)
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    gate = self.gate
+    self._sync_gate_master()  # a collective: every rank
+    master = gate.fp32_state_dict()
+    engine = {n: safe_get_full_fp32_param(p) for n, p in gate.named_parameters()}
+    gen = torch.Generator().manual_seed(0)
+    e = 0.05 * torch.randn(3, 5, gate.hidden_size, generator=gen)
+    h = torch.randn(3, 5, gate.hidden_size, generator=gen)
+    with torch.no_grad():
+        base, a_mean, _ = gate(e, h)
+        nudged = dict(master, Lambda=master["Lambda"] + 1e-4)
+        gate.set_fp32_master(nudged)
+        moved, _, _ = gate(e, h)
+        gate.set_fp32_master(master)
+        back, _, _ = gate(e, h)
+    report = {
+        **first_sync,
+        "param_dtypes": sorted({str(p.dtype) for p in gate.parameters()}),
+        "master_dtypes": sorted({str(v.dtype) for v in master.values()}),
+        "master_is_engine_fp32": all(torch.equal(master[n].flatten(), engine[n].float().flatten()) for n in master),
+        "a_dtype": str(a_mean.dtype),
+        "mix_change_after_1e-4": (moved - base).abs().max().item(),
+        "restored_exactly": torch.equal(back, base),
+        "bf16_would_see_no_change": bool(
+            torch.equal(master["Lambda"].bfloat16(), (master["Lambda"] + 1e-4).bfloat16())
+        ),
+    }
+    with open(f"{self.args.output_dir}/gate_rank{self.accelerator.process_index}.json", "w") as handle:
+        json.dump(report, handle)
+    return output
+
+
+hrpo_trainer.HRPOTrainer._sync_gate_master = sync
+hrpo_trainer.HRPOTrainer.train = train
+from hrpo.train import main  # noqa: E402
+
+sys.exit(main())
+'''
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_bf16_gate_stays_fp32_in_forward_and_saved_file(workdir, stage):
+    """DeepSpeed bf16 casts every parameter, the gate's too; the gate must still compute from, and save, fp32.
+
+    Lambda ~ 7-9 has a bf16 step of 0.03-0.06: a 1e-4 change would vanish in a bf16 forward. Here it moves the mix.
+    """
+    from safetensors.torch import load_file
+
+    out = workdir / f"bf16_zero{stage}"
+    entry = workdir / "bf16_entry.py"
+    entry.write_text(BF16_ENTRY)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+        str(entry), *train_flags(workdir, out, per_device=2),
+        "--deepspeed", str(REPO_ROOT / "ds_configs" / f"zero{stage}.json"),
+    ]  # fmt: skip
+    cmd[cmd.index("--bf16") + 1] = "true"
+    proc = run(cmd, cwd=workdir, DS_ACCELERATOR="cpu")
+    assert proc.returncode == 0, tail(proc)
+    reports = [json.loads((out / f"gate_rank{r}.json").read_text()) for r in (0, 1)]
+    for report in reports:
+        assert report["param_dtypes"] == ["torch.bfloat16"]  # what the engine did to the module
+        assert report["exact_init"] is True  # the engine's bf16 rounding of the init was undone
+        assert report["master_dtypes"] == ["torch.float32"] and report["master_is_engine_fp32"]
+        assert report["a_dtype"] == "torch.float32"
+        assert report["mix_change_after_1e-4"] > 0 and report["bf16_would_see_no_change"]
+        assert report["restored_exactly"]
+    saved = load_file(out / "hrpo_gate.safetensors")
+    assert {t.dtype for t in saved.values()} == {torch.float32}
+    # The saved Lambda is the fp32 master, not the bf16 copy (which would round-trip through bf16 unchanged).
+    assert not torch.equal(saved["Lambda"], saved["Lambda"].bfloat16().float())

@@ -101,3 +101,40 @@ def test_gradients_reach_all_gate_parameters():
 def test_bad_config_rejected(kwargs):
     with pytest.raises(ValueError):
         GateConfig(**kwargs)
+
+
+def test_fp32_master_values_drive_a_low_precision_gate(tmp_path):
+    """What DeepSpeed bf16 leaves: bf16 parameters plus fp32 master copies. The forward must use the masters."""
+    from hrpo.checkpoint import load_gate, save_gate
+
+    torch.manual_seed(0)
+    exact = ThinkingGate(GateConfig(hidden_size=16, r_min=0.9), torch.Generator().manual_seed(3))
+    masters = {k: v.clone() for k, v in exact.state_dict().items()}
+    low = ThinkingGate(GateConfig(hidden_size=16, r_min=0.9))
+    low.load_state_dict(masters)
+    low.to(torch.bfloat16)  # what the engine does to every module parameter
+    e, h = 0.1 * torch.randn(4, 16), torch.randn(4, 16)
+    rounded, _, _ = low(e, h)
+    reference, _, _ = exact(e, h)
+    assert not torch.equal(rounded, reference)  # computing from the bf16 copy loses the fp32 values
+    low.set_fp32_master(masters)
+    mixed, a_mean, _ = low(e, h)
+    assert torch.equal(mixed, reference) and a_mean.dtype == torch.float32
+    # A 1e-4 change of Lambda, invisible in bf16 (step 0.03-0.06 near 7-9), moves the output.
+    assert torch.equal((masters["Lambda"] + 1e-4).bfloat16(), masters["Lambda"].bfloat16())
+    low.set_fp32_master({**masters, "Lambda": masters["Lambda"] + 1e-4})
+    assert not torch.equal(low(e, h)[0], reference)
+    low.set_fp32_master(masters)
+    # Gradients reach the (bf16) parameters, equal to the fp32 gate's up to bf16 rounding of the gradient.
+    low(e, h)[0].square().sum().backward()
+    exact(e, h)[0].square().sum().backward()
+    for (name, p), (_, q) in zip(low.named_parameters(), exact.named_parameters(), strict=True):
+        assert p.grad is not None and p.grad.dtype == torch.bfloat16, name
+        torch.testing.assert_close(p.grad.float(), q.grad, rtol=1e-2, atol=1e-3)
+    # Saved files hold the fp32 masters, not the bf16 copy.
+    save_gate(low, tmp_path)
+    loaded = load_gate(tmp_path)
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.dtype == torch.float32 and torch.equal(tensor, masters[name]), name
+    with pytest.raises(ValueError, match="expected"):
+        low.set_fp32_master({"Lambda": masters["Lambda"]})
