@@ -221,3 +221,15 @@ def test_eval_metrics_ignore_format_like_the_paper_eval():
     assert m == {"exact_match": 1.0, "format": 0.0, "hedged": 0.0, "f1": 1.0}
     m = eval_metrics(doc, "#### Paris or Rome")
     assert m["exact_match"] == 0.0 and m["hedged"] == 1.0 and m["format"] == 1.0
+
+
+def test_every_task_yaml_reports_the_hedged_rate():
+    from pathlib import Path
+
+    tasks = Path(__file__).resolve().parents[1] / "tasks"
+    with_metrics = [p for p in tasks.iterdir() if p.name.endswith("yaml") and "metric_list:" in p.read_text()]
+    assert len(with_metrics) >= 7  # the template and every task that lists its own metrics
+    for path in with_metrics:
+        text = path.read_text()
+        if "aggregate_metric_list" not in text:  # groups aggregate exact_match (and f1) only
+            assert "- metric: hedged" in text, path.name

@@ -5,6 +5,7 @@ Golds are real MATH500 answers (``../shared/data/math500/test.jsonl``), and a fe
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -146,3 +147,16 @@ def test_verify_is_thread_safe():
     for t in threads:
         t.join(60)
     assert out == dict.fromkeys(range(len(pairs)), True)
+
+
+def test_a_forked_child_uses_its_own_worker_and_the_parent_keeps_its_own():
+    pytest.importorskip("math_verify")
+    assert verify.equal("1", "1.0", timeout=60) is True  # the parent's worker is up
+    pid = os.fork()
+    if pid == 0:  # child: the parent's pipes were dropped at fork; a new worker answers
+        fresh = verify._VERIFIER._worker is None
+        ok = fresh and verify.equal("\\frac{3}{6}", "\\frac{7}{14}", timeout=60) is True
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert verify.equal("\\frac{5}{10}", "\\frac{9}{18}", timeout=60) is True

@@ -7,7 +7,8 @@
 * MMLU-STEM / ARC-Challenge: the gold letter and the gold option's text accepted, two letters rejected.
 * NQ-open / Bamboogle: every alias accepted; ``alias or X`` rejected.
 
-None of these need math-verify (equal strings or a hedge decide), so the whole file takes a few seconds.
+math-verify is on (the default) but never needed here: equal strings or a hedge decide, so the whole file takes
+a few seconds (measured: 7 s on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ def test_every_math_gold_boxed_is_accepted_and_its_hedges_rejected(shared_data, 
     for row in rows:
         g = row["gold"]
         other = "12345" if g.strip() != "12345" else "54321"
-        if not score(f"#### \\boxed{{{g}}}", g, "math", math_verify=False).correct:
+        if not score(f"#### \\boxed{{{g}}}", g, "math").correct:  # the default: math-verify on
             failures.append(("accept", g))
         for completion in (f"#### {g} or {other}", f"#### \\boxed{{{g}}} \\text{{ or }} \\boxed{{{other}}}"):
-            s = score(completion, g, "math", math_verify=False)
+            s = score(completion, g, "math")
             if s.correct or not s.hedged:
                 failures.append(("hedge", completion))
     assert not failures, failures[:10]

@@ -122,6 +122,15 @@ _VERIFIER = Verifier()
 atexit.register(_VERIFIER.close)
 
 
+def _reset_after_fork() -> None:
+    """A forked child (e.g. a DataLoader worker) must not share the parent's worker pipes or a held lock."""
+    _VERIFIER._lock = threading.Lock()
+    _VERIFIER._worker = None
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def equal(gold: str, pred: str, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
     """Module-level :meth:`Verifier.equal` on the shared worker."""
     return _VERIFIER.equal(gold, pred, timeout)
