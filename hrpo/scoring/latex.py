@@ -141,7 +141,7 @@ def strip_math(s: str) -> str:
     if s.startswith("."):
         s = "0" + s
     parts = s.split("=")
-    if len(parts) == 2 and len(parts[0].strip()) <= 2:  # "x = 5", "k=3"
+    if len(parts) == 2 and re.fullmatch(r"[A-Za-z][A-Za-z0-9]?", parts[0].strip()):  # "x = 5", not "6 = 5"
         s = parts[1]
     s = re.sub(r"\\sqrt\s*([^{\s\\])", r"\\sqrt{\1}", s)
     s = s.replace(" ", "")

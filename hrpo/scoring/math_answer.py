@@ -37,6 +37,11 @@ _TEXT = re.compile(r"\\(?:text|mbox|textrm|mathrm)\s*\{([^{}]*)\}")
 # "\boxed{5} or 6", "$4$ or 5": an alternative offered outside the boxes/spans.
 _OR_AFTER = re.compile(r"(?:\bor\b|\\text\{\s*or\s*\})\s*\S", re.IGNORECASE)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}")
+_ASSIGNMENT = re.compile(r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?\s*=\s*(.+)", re.DOTALL)
+_RELATION = re.compile(
+    r"=|<|>|\\(?:approx|neq?|leq?|geq?|leqslant|geqslant|sim|simeq|equiv|cong|to|implies|Rightarrow|iff|lt|gt)(?![A-Za-z])"
+)
+_ELLIPSIS = re.compile(r"\\[lcv]?dots|\.\.\.")
 _NUMBER_UNIT = re.compile(r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s+[A-Za-z]{2,12}\.?")
 
 
@@ -67,6 +72,7 @@ def candidates(answer: str, gold: str) -> tuple[list[str], bool]:
         if len(ors) == 1:  # "\text{east or west}": alternatives inside a text wrapper count too
             ors = split_top_level(_TEXT.sub(r" \1 ", cand), _OR)
             ors = ors if len(ors) > 1 else [cand]
+            hedged = hedged or bool(_OR_AFTER.search(_TEXT.sub(r" \1 ", cand)))  # "5 \text{ (or 6)}"
         for part in ors:
             pieces.extend([part] if list_gold else split_top_level(join_thousands(part), _LIST))
     out: list[str] = []
@@ -90,6 +96,26 @@ def judge(
         return Verdict(False, parsed, hedged=True)
     if same(parsed, normalised_gold(gold)):
         return Verdict(True, parsed)
-    if use_math_verify and parsed:
-        return Verdict(bool(verify.equal(gold, cands[0], timeout)), parsed)
+    if use_math_verify and parsed and (plain := _for_math_verify(cands[0], gold)) is not None:
+        return Verdict(bool(verify.equal(gold, plain, timeout)), parsed)
     return Verdict(False, parsed)
+
+
+def _for_math_verify(cand: str, gold: str) -> str | None:
+    """What math-verify may see of a candidate, or ``None`` if it must not decide it.
+
+    math-verify is a lenient extractor: it drops ``\\text{}`` content, takes the right-hand side of an
+    equation or relation and the first parsable piece of a messy string, so ``5 \\text{ maybe 6}``,
+    ``6 = 5``, ``5 \\approx 6`` or ``5 $6`` would "equal" 5. So: a single-variable assignment (``x = 5``)
+    is reduced to its value; text groups holding a digit, relations and ellipses the gold does not have, stray
+    ``$`` and nested delimiters keep a candidate to the string match; other text groups (units) are removed."""
+    if m := _ASSIGNMENT.fullmatch(cand.strip()):
+        cand = m.group(1) if not _RELATION.search(gold) else cand
+    if any(re.search(r"[0-9]", t.group(1)) for t in _TEXT.finditer(cand)):
+        return None
+    if re.search(r"(?<!\\)\$|\\boxed|\\fbox|\\[()\[\]]", cand):
+        return None
+    for pattern in (_RELATION, _ELLIPSIS):
+        if pattern.search(cand) and not pattern.search(gold):
+            return None
+    return _TEXT.sub(" ", cand).strip() or None
