@@ -88,3 +88,9 @@ def test_table_covers_every_issue_category():
 def test_a_gold_that_is_not_one_number_is_an_error():
     with pytest.raises(ValueError, match="single number"):
         score("#### 1", "1 or 2", "gsm8k")
+
+
+def test_only_alternative_lines_after_the_answer_line_are_read():
+    assert score("#### 18\nMaybe I should check: 16 - 3 - 4 = 9, 9 * 2 = 18.", "18", "gsm8k").correct
+    assert score("#### 18\nAlternatively 20", "18", "gsm8k").hedged
+    assert score("#### 18\notherwise 18", "18", "gsm8k").correct  # the same value again

@@ -3,7 +3,7 @@
 R1 the text after the last delimiter (without a delimiter -- eval only, the reward needs one -- the last
 ``\boxed{}`` of the completion, else its last non-empty line); R2 the first non-empty line;
 R3 later lines while a math group of that line is still open (``$``, ``$$``, ``\\[``, ``\\(``, ``{``);
-R4 a later line that starts with an alternative (``or``, ``alternatively``, ``maybe`` ...) is appended as
+R4 a later line that starts with ``or``, ``alternatively`` or ``otherwise`` is appended as
 ``or <line>``, so it counts as a second candidate; R5 markdown bold, an ``Answer:``/``The answer is`` prefix and
 a trailing ``.`` are dropped. Everything else on later lines (explanations, restated numbers) is not read.
 """
@@ -16,9 +16,7 @@ from hrpo.scoring.latex import last_boxed
 
 DEFAULT_DELIMITER = "####"
 _MAX_CONTINUATION = 20  # lines a still-open math group may run over (R3)
-_ALTERNATIVE_LINE = re.compile(
-    r"^\W*(?:or|alternatively|otherwise|maybe|perhaps|possibly|else|if not)\b", re.IGNORECASE
-)
+_ALTERNATIVE_LINE = re.compile(r"^\W*(?:or|alternatively|otherwise)\b", re.IGNORECASE)
 _PREFIX = re.compile(
     r"^(?:so,?\s+|thus,?\s+|therefore,?\s+|hence,?\s+)?(?:the\s+)?(?:final\s+|correct\s+|best\s+)?"
     r"(?:answer|option|choice)\s*(?:is\b\s*:?|:)\s*",
