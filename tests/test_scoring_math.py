@@ -176,3 +176,14 @@ def test_math_verify_alone_would_pay_those_answers():
     pytest.importorskip("math_verify")
     lenient = ["5 \\text{ maybe 6}", "6 = 5", "5 \\approx 6", "5 \\text{ (or 6)}", "5\\\\6"]
     assert sum(bool(verify.equal("5", c, timeout=60)) for c in lenient) >= 3
+
+
+def test_a_worker_that_cannot_start_disables_math_verify_once(tmp_path, monkeypatch):
+    broken = tmp_path / "worker.py"
+    broken.write_text("raise SystemExit(1)\n")
+    monkeypatch.setattr(verify, "_WORKER", str(broken))
+    monkeypatch.setattr(verify, "available", lambda: True)
+    v = verify.Verifier()
+    assert v.equal("1", "1.0") is None  # no answer: the caller keeps its string match
+    assert v._broken and v._worker is None
+    assert v.equal("2", "2.0") is None and v._worker is None  # no new process per call

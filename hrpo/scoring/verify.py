@@ -52,11 +52,13 @@ class _Worker:
             return None
         return self.proc.stdout.readline() or None  # "" = the worker died
 
-    def ask(self, gold: str, pred: str, timeout: float) -> bool | None:
+    def start(self) -> bool:
+        """Wait for the worker's imports; False if it could not start."""
         if not self.ready:
             self.ready = self._readline(_STARTUP_TIMEOUT) == "ready\n"
-            if not self.ready:
-                return None
+        return self.ready
+
+    def ask(self, gold: str, pred: str, timeout: float) -> bool | None:
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps([gold, pred]) + "\n")
@@ -80,6 +82,7 @@ class Verifier:
         self._worker: _Worker | None = None
         self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self.timeouts = 0
+        self._broken = False
 
     def equal(self, gold: str, pred: str, timeout: float = DEFAULT_TIMEOUT) -> bool | None:
         """``True``/``False`` as math-verify decides; ``None`` on timeout or when math-verify is unusable."""
@@ -88,10 +91,17 @@ class Verifier:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
+            if self._broken:
+                return None
             if self._worker is None:
                 if not available():
                     return None
                 self._worker = _Worker()
+            if not self._worker.start():  # e.g. math-verify fails to import: do not respawn on every call
+                logger.warning("the math-verify worker did not start; MATH answers use the string match only")
+                self._worker.kill()
+                self._worker, self._broken = None, True
+                return None
             start = time.monotonic()
             result = self._worker.ask(f"${gold}$", f"${pred}$", timeout)
             if result is None:
