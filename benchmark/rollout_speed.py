@@ -166,6 +166,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="hf,off,on,on_keep",
         help="comma-separated: hf, off, on, on_keep, on@F (hybrid on with compact_fraction=F)",
     )
+    parser.add_argument(
+        "--bucketing",
+        action="store_true",
+        help="with --realistic: after the timing, score one hybrid rollout with the padded replay forward and "
+        "with length buckets (hrpo.bucketing), interleaved",
+    )
+    parser.add_argument(
+        "--bucket_rows", default="8", help="comma-separated rows per micro-batch for --bucketing"
+    )
     parser.add_argument("--json", dest="json_out", default=None, help="write the raw numbers to this file")
     parser.add_argument(
         "--report",
@@ -382,6 +391,9 @@ def profile_mode(
     return per_step
 
 
+LAST_ROLLOUT: dict[str, Any] = {}
+
+
 class RowCounter:
     """Counts row-steps the model is run for (batch rows of every forward call after the prefill)."""
 
@@ -403,7 +415,9 @@ class RowCounter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        del self.model.forward
+        self.model.forward = self.inner  # the profiler's wrapper, if one was installed
+        if self.inner == type(self.model).forward.__get__(self.model):
+            del self.model.forward
 
 
 def hrpo_chat_batch(tokenizer: Any, questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -480,6 +494,8 @@ def run_realistic_mode(
             seconds = time.perf_counter() - start
             lengths = rollout.completion_mask.sum(1)
             thinking = float(rollout.thinking_mask.sum() / rollout.completion_mask.sum())
+            if mode == "on":
+                LAST_ROLLOUT[bench.name] = rollout  # --bucketing scores it
     return {
         "seconds": seconds,
         "kept": int(lengths.sum()),
@@ -539,6 +555,10 @@ def run_realistic(args: argparse.Namespace) -> int:
                     flush=True,
                 )
         results["models"][name] = runs
+        if args.bucketing:
+            results.setdefault("bucketing", {})[name] = measure_bucketing(
+                bench, input_ids, attention_mask, args
+            )
         if args.profile:
             results.setdefault("profiles", {})[name] = {}
             for mode in (m for m in args.realistic_list if m != "hf"):
@@ -601,6 +621,84 @@ def realistic_report(results: dict[str, Any]) -> None:
                     f"| {name} | {num}/{den} | **{statistics.median(paired):.2f}** ({min(paired):.2f}-"
                     f"{max(paired):.2f}) | {medians:.2f} |"
                 )
+
+
+def measure_bucketing(
+    bench: Bench, input_ids: torch.Tensor, attention_mask: torch.Tensor, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Replay-forward time of one realistic hybrid rollout: padded micro-batches vs length buckets.
+
+    ``padded R``: rows in rollout order, ``R`` per forward, each over the full ``(R, P + C)`` (what a trainer
+    chunking the padded batch does); ``bucketed R``: rows sorted by length, ``R`` per forward, each trimmed to
+    its own columns (:func:`hrpo.bucketing.bucketed_replay_logprobs`). No gradients (the reference forward).
+    """
+    from hrpo.bucketing import bucketed_replay_logprobs, padded_tokens, plan_buckets
+    from hrpo.generation import DecodeConfig, hybrid_generate, replay_logprobs
+    from hrpo.latent import SamplingConfig
+
+    rollout = LAST_ROLLOUT.get(bench.name)  # the last timed `on` call's rollout, else a fresh one
+    if rollout is None:
+        config = DecodeConfig(
+            max_new_tokens=args.realistic_tokens, sampling=SamplingConfig(temperature=TEMPERATURE, top_k=50)
+        )
+        rollout = hybrid_generate(
+            bench.model, input_ids, attention_mask, bench.gate, config, bench.tokenizer,
+            torch.Generator().manual_seed(args.seed),
+        )  # fmt: skip
+    real = int(rollout.attention_mask.sum())
+    sizes = [int(r) for r in args.bucket_rows.split(",") if r.strip()]
+
+    def padded(rows: int) -> torch.Tensor:
+        parts = []
+        for start in range(0, rollout.prompt_ids.shape[0], rows):
+            part = slice(start, start + rows)
+            sub = type(rollout)(
+                **{k: (v[part] if isinstance(v, torch.Tensor) else v) for k, v in vars(rollout).items()}
+            )
+            parts.append(replay_logprobs(bench.model, bench.gate, sub, TEMPERATURE))
+        return torch.cat(parts)
+
+    out: dict[str, Any] = {
+        "real_tokens": real,
+        "padded_tokens": int(rollout.input_ids.numel()),
+        "shape": list(rollout.input_ids.shape),
+        "runs": {},
+    }
+    for rows in sizes:
+        buckets = plan_buckets(rollout.prompt_mask, rollout.completion_mask, rows)
+        out[f"bucketed_tokens_{rows}"] = padded_tokens(rollout.prompt_mask, rollout.completion_mask, buckets)
+    with torch.no_grad():
+        for rep in range(args.reps):
+            for rows in sizes:
+                for kind in ("padded", "bucketed"):
+                    start = time.perf_counter()
+                    if kind == "padded":
+                        logps = padded(rows)
+                    else:
+                        logps = bucketed_replay_logprobs(bench.model, bench.gate, rollout, TEMPERATURE, rows)
+                    seconds = time.perf_counter() - start
+                    gap = float((logps - rollout.logprobs * rollout.completion_mask).abs().max())
+                    out["runs"].setdefault(f"{kind} {rows}", []).append(
+                        {"seconds": seconds, "replay_gap": gap}
+                    )
+                    print(
+                        f"  bucketing rep {rep + 1} {kind} {rows}: {seconds:6.1f} s, replay gap {gap:.1e}, "
+                        f"load {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+    print(
+        f"  tokens: real {real}, padded {out['padded_tokens']}, "
+        + ", ".join(f"bucketed {r}: {out[f'bucketed_tokens_{r}']}" for r in sizes)
+    )
+    for rows in sizes:
+        pad, buck = out["runs"][f"padded {rows}"], out["runs"][f"bucketed {rows}"]
+        paired = [a["seconds"] / b["seconds"] for a, b in zip(pad, buck, strict=True)]
+        print(
+            f"  speed-up of bucketing, {rows} rows per forward: paired median {statistics.median(paired):.2f} "
+            f"({min(paired):.2f}-{max(paired):.2f}); positions ratio "
+            f"{out['padded_tokens'] / out[f'bucketed_tokens_{rows}']:.2f}"
+        )
+    return out
 
 
 def realistic_profiles(results: dict[str, Any]) -> None:
