@@ -23,8 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         "build",
         help="write a merged training set as jsonl",
         description="mmlu-train = MMLU auxiliary_train + ARC-Challenge train; rag-train = NQ train + HotpotQA "
-        "train with top-k retrieved contexts (spec 5). Rows follow hrpo.data's schema (id, question, gold, task, "
-        "...) plus 'source'.",
+        "train with top-k retrieved contexts (the paper's training mixtures). Rows follow hrpo.data's schema "
+        "(id, question, gold, task, ...) plus 'source'.",
     )
     build.add_argument("name", choices=["mmlu-train", "rag-train"])
     build.add_argument("--out", required=True, help="output jsonl path")
