@@ -27,6 +27,7 @@ logging, DeepSpeed/accelerate plumbing, checkpoints -- is inherited):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -112,6 +113,8 @@ def install_loss_head(
             )
     softcap = getattr(text_config, "final_logit_softcapping", None)
 
+    # Keep the model's signature: generate() inspects it (logits_to_keep support, kwargs validation).
+    @functools.wraps(type(model).forward)
     def forward(self, *args, fused_lm_head=False, labels=None, sampling_log_probs=False, **kwargs):
         if not fused_lm_head:
             return previous(*args, labels=labels, **kwargs)

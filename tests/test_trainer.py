@@ -287,3 +287,31 @@ def test_weight_decay_skips_biases_and_norms_but_not_the_gate(smol_tokenizer, tm
         "gate",
         "lambda",
     ]  # LoRA-only: unchanged
+
+
+def test_loss_head_gives_raw_logit_and_sampling_log_probs_from_one_forward():
+    """install_loss_head: log-probs at loss_temperature (grad) and at tau (replay check), the signature kept."""
+    import inspect
+
+    from trl.trainer.utils import add_fused_lm_head
+
+    from hrpo.trainer import install_loss_head
+
+    model = build_tiny_model("llama", vocab_size=1000, seed=3)
+    add_fused_lm_head(model, temperature=0.5, outputs=("log_probs", "entropy"))  # what TRL does
+    install_loss_head(model, loss_temperature=1.0, sampling_temperature=0.5)
+    assert "logits_to_keep" in inspect.signature(model.forward).parameters  # generate() still sees it
+    ids = torch.randint(0, 1000, (2, 7), generator=torch.Generator().manual_seed(0))
+    labels = ids.masked_fill(torch.arange(7) < 3, -100)
+    out = model(input_ids=ids, labels=labels, fused_lm_head=True, sampling_log_probs=True)
+    logits = model(input_ids=ids).logits[:, :-1].float()
+    scored = labels[:, 1:] != -100
+
+    def at(temperature):
+        return torch.log_softmax(logits / temperature, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)[scored]
+
+    torch.testing.assert_close(out.log_probs[scored], at(1.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.sampling_log_probs[scored], at(0.5), atol=1e-5, rtol=0)
+    assert not torch.allclose(out.log_probs[scored], at(0.5), atol=1e-3)
+    assert out.log_probs[~scored].abs().max() == 0 and out.log_probs.requires_grad
+    assert not out.sampling_log_probs.requires_grad
