@@ -103,7 +103,9 @@ def test_task_configs_and_requests(task_manager):
         assert gen["do_sample"] is False and "<|im_end|>" in gen["until"]
         metrics = {m["metric"] for m in cfg.metric_list}
         assert metrics == (
-            {"exact_match", "format", "f1"} if name in KNOWLEDGE else {"exact_match", "format"}
+            {"exact_match", "format", "hedged", "f1"}
+            if name in KNOWLEDGE
+            else {"exact_match", "format", "hedged"}
         )
         task.build_all_requests(limit=2, rank=0, world_size=1)
         assert len(task.instances) == 2
