@@ -1,4 +1,8 @@
-"""The stock ``lm_eval`` CLI runs an hrpo task with ``--model hf`` from an unrelated working directory."""
+"""The stock ``lm_eval`` CLI runs an hrpo task with ``--model hf`` from an unrelated working directory.
+
+The task folder is the one ``hrpo eval`` passes (:func:`hrpo.commands.eval.tasks_dir`: ``tasks/`` here, ``hrpo/tasks``
+in an installed wheel, where tests/test_packaging.py runs it).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT, build_tiny_model
+from hrpo.commands.eval import tasks_dir
+from tests.conftest import build_tiny_model
 
 
 @pytest.mark.slow
@@ -22,7 +27,7 @@ def test_stock_cli_with_hf_model_and_chat_template(shared_data, qwen_tokenizer, 
     cmd = [lm_eval] if lm_eval else [sys.executable, "-m", "lm_eval"]
     cmd += [
         "run", "--model", "hf", "--model_args", f"pretrained={tmp_path / 'model'},dtype=float32",
-        "--device", "cpu", "--batch_size", "2", "--include_path", str(REPO_ROOT / "tasks"),
+        "--device", "cpu", "--batch_size", "2", "--include_path", str(tasks_dir()),
         "--tasks", "hrpo_gsm8k", "--limit", "2", "--apply_chat_template", "--gen_kwargs", "max_gen_toks=4",
         "--metadata", json.dumps({"data_dir": str(shared_data)}), "--log_samples", "--output_path", str(tmp_path / "out"),
     ]  # fmt: skip
