@@ -303,9 +303,9 @@ def hybrid_generate(
         hit_eos = torch.isin(chosen, eos_ids) & live
         finished |= hit_eos
         if stop_watch is not None:
-            hit_stop = stop_watch.scan(recent, (~finished).cpu()).to(device)
+            hit_stop = stop_watch.scan(recent, (~finished).cpu())  # (n,) CPU
             stop_reason[active_cpu[hit_stop]] = STOP_STRING
-            finished |= hit_stop
+            finished |= hit_stop.to(device)
         stop_reason[active_cpu[hit_eos.cpu()]] = STOP_EOS
         done = int(finished.sum())
         if done == len(active) or step == max_new - 1:

@@ -1,5 +1,6 @@
 """Delimiter/stop-string detection over a trailing token window."""
 
+import pytest
 import torch
 
 from hrpo.text_watch import SubstringWatcher
@@ -42,3 +43,37 @@ def test_only_requested_rows_are_scanned(qwen_tokenizer):
     watcher = SubstringWatcher(qwen_tokenizer, ["####"])
     ids = torch.tensor([_ids(qwen_tokenizer, ["####"]), _ids(qwen_tokenizer, ["####"])])
     assert watcher.scan(ids, torch.tensor([False, True])).tolist() == [False, True]
+
+
+class SpyTokenizer:
+    """Counts batch_decode calls of a real tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, 0
+
+    def batch_decode(self, *args, **kwargs):
+        self.calls += 1
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["qwen_tokenizer", "smol_tokenizer"])
+def test_tokens_without_target_characters_are_not_decoded(name, request):
+    tokenizer = request.getfixturevalue(name)
+    watcher = SubstringWatcher(tokenizer, ["####"])
+    ids = _ids(tokenizer, ["so"]) + tokenizer.convert_tokens_to_ids(tokenizer.tokenize("####"))
+    assert watcher.may_end(ids) == [False] + [True] * (len(ids) - 1)
+    watcher.tokenizer = spy = SpyTokenizer(tokenizer)
+    assert not watcher.scan(torch.tensor([ids[:1]]), torch.tensor([True]))[0]
+    assert spy.calls == 0  # "so" is known not to hold '#': nothing decoded
+    assert watcher.scan(torch.tensor([ids]), torch.tensor([True]))[0]
+
+
+def test_whitespace_targets_always_decode(smol_tokenizer):
+    watcher = SubstringWatcher(smol_tokenizer, ["\n\nQuestion"])
+    assert watcher.may_end([1, 2, 3]) == [True, True, True]
+
+
+def test_a_multibyte_character_split_over_tokens_is_found(qwen_tokenizer):
+    watcher = SubstringWatcher(qwen_tokenizer, ["é#"])
+    ids = qwen_tokenizer.encode("é#", add_special_tokens=False)
+    assert scan_all_prefixes(watcher, ids) == len(ids)
