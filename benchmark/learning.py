@@ -1,14 +1,27 @@
-"""Does HRPO learn on a real model, on a CPU? SmolLM2-135M-Instruct, HRPO vs GRPO (hybrid off), same budget.
+"""Does HRPO learn on a real model, on a CPU? Base vs HRPO vs GRPO (hybrid off) on SmolLM2-135M-Instruct.
 
-Task: generated arithmetic word problems (:mod:`hrpo.data.arithmetic`) with the HRPO prompt and the GSM8K
-scorer (reward = correct AND exactly one ``####``); held-out problems come from a split training never sees.
-Both methods use the same seed, data order, LoRA, optimizer, steps and decoding; only ``hybrid`` differs.
-Held-out accuracy is measured before and after with greedy decoding (hybrid latent on for HRPO, as the paper
-evaluates), and the reward curve of every step is plotted.
+The experiment (issue 12):
 
-    python benchmark/learning.py --steps 25 --out benchmark/results/learning
+* **Training**: the shipped CPU recipe (``configs/cpu_smollm2.yaml``, parsed through ``TrlParser`` exactly as
+  ``hrpo train --config`` does) on generated arithmetic problems of the calibrated mix (``--mix``; see
+  ``benchmark/calibrate.py``), train split. HRPO and GRPO get the same seed, rows, data order, LoRA init,
+  optimizer, steps and decoding; the only difference is ``hybrid``. ``--seeds 0,1`` repeats both per seed.
+* **Held-out evaluation**, greedy (the paper's eval; HRPO keeps the hybrid latent on with its trained gate, base
+  and GRPO decode plain tokens): ``--test_items`` (>= 200) problems of the same mix from the test split, which
+  is disjoint from training by construction, and ``--gsm8k_items`` (100) real GSM8K test items as a transfer
+  check. Metrics per item: reward (correct AND exactly one ``####``, :func:`hrpo.rewards.score`), accuracy
+  (correct, format ignored, as the paper's eval), format, hedged, truncated, length.
+* **Statistics** (:mod:`hrpo.stats`): Wilson 95 % CIs of every rate; paired bootstrap 95 % CIs (items resampled)
+  of each method's gain over base and of HRPO minus GRPO; with several seeds an item's score is its mean over
+  seeds (the CI then covers item sampling, not seed-to-seed variance, which is reported per seed).
+* **Curves** (read from the trainer's ``log_history``): per-step reward, format rate, fraction of zero-std
+  groups, ``hybrid/hidden_ratio``, KL and completion length for both methods, in one PNG; all numbers in a JSON.
 
-Prints a table and writes ``learning.json`` and ``learning.png`` into ``--out``. Takes ~20-30 min on 2 cores.
+    python benchmark/learning.py --out benchmark/results/learning              # the full run (see README)
+    python benchmark/learning.py --steps 2 --test_items 8 --gsm8k_items 4 --out /tmp/learning_smoke  # smoke
+
+At the end it prints the measured time of each phase and, from the measured step and per-item times, an
+estimate of the full default run's wall time.
 """
 
 from __future__ import annotations
@@ -16,161 +29,396 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPE = REPO / "configs" / "cpu_smollm2.yaml"
+DEFAULT_MIX = "0"  # the calibrated training mix (benchmark/README.md, "Calibration (issue 12)")
+FULL = {"steps": None, "test_items": 200, "gsm8k_items": 100}  # the full run (steps: the recipe's max_steps)
+CURVES = [
+    ("reward", "reward (paper's: correct AND one ####)"),
+    ("rewards/format_reward/mean", "format rate (exactly one ####)"),
+    ("frac_reward_zero_std", "fraction of groups with zero reward std"),
+    ("hybrid/hidden_ratio", "hybrid/hidden_ratio (latent share)"),
+    ("kl", "KL to the reference (k3)"),
+    ("completions/mean_length", "mean completion length (tokens)"),
+]
+METRICS = ("reward", "correct", "format", "hedged", "truncated")
+RECIPE_KEYS = (
+    "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
+    "max_steps", "learning_rate", "gate_learning_rate", "lambda_learning_rate", "beta", "temperature", "top_k",
+    "r_min", "r_max", "lr_scheduler_type", "warmup_steps", "max_grad_norm", "weight_decay",
+    "gradient_checkpointing", "loss_temperature",
+)  # fmt: skip
 
 
-class RewardLog(TrainerCallback):
-    """Keeps the logged reward of every optimizer step."""
+def parse_recipe(recipe: Path, overrides: list[str]):
+    """``(script_args, HRPOConfig, HRPOModelConfig)`` from the YAML, as ``hrpo train --config`` parses it."""
+    from trl import TrlParser
 
-    def __init__(self) -> None:
-        self.rewards: list[float] = []
-        self.format: list[float] = []
+    from hrpo.config import HRPOConfig, HRPOModelConfig
+    from hrpo.train import HRPOScriptArguments
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "reward" in logs:
-            self.rewards.append(float(logs["reward"]))
-            self.format.append(float(logs.get("rewards/format_reward/mean", float("nan"))))
+    parser = TrlParser((HRPOScriptArguments, HRPOConfig, HRPOModelConfig))
+    return parser.parse_args_and_config(["--config", str(recipe), *overrides])
 
 
-def held_out_scores(model, tokenizer, gate, rows, hybrid: bool, max_new_tokens: int, batch: int = 20) -> dict:
-    """Greedy accuracy (answer correct) and reward (correct AND one ``####``) on ``rows``."""
-    from hrpo.generation import DecodeConfig, hybrid_generate
+def evaluate(model, tokenizer, gate, rows, hybrid: bool, max_new_tokens: int, batch: int) -> dict[str, list]:
+    """Greedy per-item scores on ``rows`` (batched, rows sorted by prompt length to limit padding)."""
+    from hrpo.generation import STOP_LENGTH, DecodeConfig, hybrid_generate
     from hrpo.latent import SamplingConfig
     from hrpo.prompts import build_messages, render_prompt
     from hrpo.rewards import score
 
-    config = DecodeConfig(max_new_tokens=max_new_tokens, sampling=SamplingConfig(temperature=0.5, greedy=True),
-                          hybrid=hybrid)  # fmt: skip
-    correct = rewarded = 0
+    config = DecodeConfig(
+        max_new_tokens=max_new_tokens,
+        sampling=SamplingConfig(temperature=0.5, top_k=50, greedy=True),  # tau still shapes the latent
+        hybrid=hybrid,
+        record_logprobs=False,
+    )
+    prompts = [render_prompt(build_messages(r), tokenizer) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: len(prompts[i]))
+    out: dict[str, list] = {k: [None] * len(rows) for k in (*METRICS, "length", "completion")}
+    was_training = model.training
     model.eval()
-    for start in range(0, len(rows), batch):
-        chunk = rows[start : start + batch]
-        texts = [render_prompt(build_messages(r), tokenizer) for r in chunk]
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
         enc = tokenizer(
-            texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+            [prompts[i] for i in idx],
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
         )
         rollout = hybrid_generate(model, enc.input_ids, enc.attention_mask, gate, config, tokenizer)
-        for row, ids in zip(chunk, rollout.completion_ids, strict=True):
-            result = score(tokenizer.decode(ids, skip_special_tokens=True), row["gold"], "gsm8k")
-            correct += result.correct
-            rewarded += result.reward
-    return {"accuracy": correct / len(rows), "reward": rewarded / len(rows)}
+        lengths = rollout.completion_mask.sum(1).tolist()
+        for i, ids, n, stop in zip(
+            idx, rollout.completion_ids, lengths, rollout.stop_reason.tolist(), strict=True
+        ):
+            text = tokenizer.decode(ids[:n], skip_special_tokens=True)
+            s = score(text, rows[i]["gold"], "gsm8k")
+            for key, value in zip(
+                METRICS, (s.reward, s.correct, s.format_ok, s.hedged, stop == STOP_LENGTH), strict=True
+            ):
+                out[key][i] = float(value)
+            out["length"][i] = int(n)
+            out["completion"][i] = text
+    model.train(was_training)
+    return out
 
 
-def run_method(name: str, hybrid: bool, args: argparse.Namespace, train_rows, test_rows) -> dict:
+def summarize_scores(scores: dict[str, list]) -> dict:
+    from hrpo.stats import proportion
+
+    summary = {key: proportion(scores[key]).to_dict() for key in METRICS}
+    summary["length_mean"] = sum(scores["length"]) / len(scores["length"])
+    return summary
+
+
+def eval_sets(model, tokenizer, gate, hybrid, sets, args, timings, label) -> dict:
+    results = {}
+    for name, (rows, tokens) in sets.items():
+        start = time.perf_counter()
+        scores = evaluate(model, tokenizer, gate, rows, hybrid, tokens, args.eval_batch)
+        seconds = time.perf_counter() - start
+        timings.setdefault(f"eval_{name}_per_item_s", []).append(seconds / len(rows))
+        results[name] = {"scores": scores, "summary": summarize_scores(scores), "seconds": seconds}
+        s = results[name]["summary"]
+        print(
+            f"[{label}] {name}: reward {s['reward']['rate']:.3f} [{s['reward']['low']:.3f}, "
+            f"{s['reward']['high']:.3f}] accuracy {s['correct']['rate']:.3f} format {s['format']['rate']:.3f} "
+            f"truncated {s['truncated']['rate']:.3f} ({seconds:.0f} s, load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    return results
+
+
+def train_method(name, hybrid, seed, args, train_rows, sets, timings) -> dict:
     from datasets import Dataset
-    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import get_peft_config
 
-    from hrpo import assets
-    from hrpo.config import DEFAULT_LORA_TARGETS, HRPOConfig
     from hrpo.prompts import add_prompt_column
     from hrpo.rewards import make_reward_funcs, reward_weights
     from hrpo.trainer import HRPOTrainer
 
-    path = assets.smollm2_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    funcs = make_reward_funcs("gsm8k")
-    config = HRPOConfig(
-        output_dir=str(args.out / name), max_steps=args.steps, per_device_train_batch_size=args.prompts * args.group,
-        num_generations=args.group, max_completion_length=args.max_completion_length, learning_rate=args.lr,
-        hybrid=hybrid, r_min=args.r_min, use_cpu=True, bf16=False, save_strategy="no", log_completions=False,
-        seed=args.seed, reward_weights=reward_weights(funcs), warmup_steps=0.1,
-    )  # fmt: skip
-    dataset = Dataset.from_list(add_prompt_column(train_rows))
-    log = RewardLog()
+    out_dir = args.out / f"{name}-seed{seed}"
+    overrides = ["--output_dir", str(out_dir), "--hybrid", str(hybrid).lower(), "--seed", str(seed)]
+    overrides += ["--model_name_or_path", str(args.model), "--save_strategy", "no", "--report_to", "none"]
+    overrides += ["--log_completions", "false", "--disable_tqdm", "true", "--use_cpu", "true"]
+    if args.steps is not None:
+        overrides += ["--max_steps", str(args.steps)]
+    _, config, model_args = parse_recipe(args.recipe, overrides)
+    funcs = make_reward_funcs("gsm8k", delimiter=config.delimiter)
+    config.reward_weights = reward_weights(funcs)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     trainer = HRPOTrainer(
-        model=model, reward_funcs=funcs, args=config, train_dataset=dataset, processing_class=tokenizer,
-        peft_config=LoraConfig(r=32, lora_alpha=64, lora_dropout=0.0, target_modules=DEFAULT_LORA_TARGETS),
-        callbacks=[log],
-    )  # fmt: skip
-    peft_model = trainer.model
-    gate = trainer.gate
-    before = held_out_scores(peft_model, tokenizer, gate, test_rows, hybrid, args.max_completion_length)
+        model=model,
+        reward_funcs=funcs,
+        args=config,
+        train_dataset=Dataset.from_list(add_prompt_column(train_rows, delimiter=config.delimiter)),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    after = held_out_scores(peft_model, tokenizer, gate, test_rows, hybrid, args.max_completion_length)
-    print(f"[{name}] before {before} after {after} ({seconds / 60:.1f} min)", flush=True)
-    return {
-        "before": before,
-        "after": after,
-        "rewards": log.rewards,
-        "format": log.format,
+    timings.setdefault("train_step_s", []).append(seconds / config.max_steps)
+    print(
+        f"[{name} seed {seed}] trained {config.max_steps} steps in {seconds / 60:.1f} min "
+        f"({seconds / config.max_steps:.0f} s/step)",
+        flush=True,
+    )
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    evals = eval_sets(
+        trainer.model, tokenizer, trainer.gate, hybrid, sets, args, timings, f"{name} seed {seed}"
+    )
+    result = {
+        "hybrid": hybrid,
+        "seed": seed,
+        "steps": config.max_steps,
         "train_seconds": seconds,
+        "history": history,
+        "eval": evals,
     }
+    del trainer, model
+    return result, config
 
 
-def plot(results: dict, path: Path) -> None:
+def compare(base: dict, runs: dict[str, list[dict]], sets: list[str], args) -> dict:
+    """Paired bootstrap CIs: each method minus base, and HRPO minus GRPO (item scores averaged over seeds)."""
+    import numpy as np
+
+    from hrpo.stats import paired_bootstrap, proportion
+
+    def item_mean(method: str, name: str, key: str) -> np.ndarray:
+        return np.mean([np.asarray(r["eval"][name]["scores"][key]) for r in runs[method]], axis=0)
+
+    table = {}
+    for name in sets:
+        for key in ("reward", "correct"):
+            b = np.asarray(base[name]["scores"][key])
+            entry = {"base": proportion(b).to_dict()}
+            for method in runs:
+                m = item_mean(method, name, key)
+                entry[method] = {"mean": float(m.mean())}
+                if len(runs[method]) == 1:
+                    entry[method].update(proportion(m).to_dict())
+                entry[f"{method}-base"] = paired_bootstrap(
+                    m, b, args.resamples, seed=args.bootstrap_seed
+                ).to_dict()
+            if "HRPO" in runs and "GRPO" in runs:
+                entry["HRPO-GRPO"] = paired_bootstrap(
+                    item_mean("HRPO", name, key),
+                    item_mean("GRPO", name, key),
+                    args.resamples,
+                    seed=args.bootstrap_seed,
+                ).to_dict()
+            table[f"{name}/{key}"] = entry
+    return table
+
+
+def plot(runs: dict[str, list[dict]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (curve, bars) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, res in results.items():
-        steps = range(1, len(res["rewards"]) + 1)
-        curve.plot(steps, res["rewards"], marker="o", label=f"{name} reward")
-    curve.set(xlabel="optimizer step", ylabel="mean training reward", title="Training reward per step")
-    curve.legend()
-    names = list(results)
-    width = 0.35
-    for offset, when in [(-width / 2, "before"), (width / 2, "after")]:
-        values = [results[n][when]["accuracy"] for n in names]
-        bars.bar([i + offset for i in range(len(names))], values, width, label=f"held-out accuracy {when}")
-    bars.set_xticks(range(len(names)), names)
-    bars.set(ylabel="accuracy", title="Held-out arithmetic accuracy (greedy)")
-    bars.legend()
-    fig.suptitle("SmolLM2-135M-Instruct, HRPO vs GRPO, same seed and budget")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    colors = {"HRPO": "tab:red", "GRPO": "tab:blue"}
+    for ax, (key, label) in zip(axes.flat, CURVES, strict=True):
+        for method, results in runs.items():
+            for k, res in enumerate(results):
+                points = [(h["step"], h[key]) for h in res["history"] if key in h]
+                if points:
+                    steps, values = zip(*points, strict=True)
+                    ax.plot(
+                        steps,
+                        values,
+                        marker="o",
+                        ms=3,
+                        color=colors.get(method),
+                        alpha=1.0 if k == 0 else 0.5,
+                        label=f"{method} seed {res['seed']}",
+                    )
+        ax.set(xlabel="optimizer step", title=label)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def main() -> None:
+def gsm8k_rows(n: int, data_dir: Path | None) -> list[dict]:
+    """The first ``n`` GSM8K test items, from ``data_dir`` (layout of ../shared/data) or the offline asset."""
+    from hrpo import assets
+    from hrpo.data import load_benchmark
+
+    if data_dir is not None and (data_dir / "gsm8k" / "test.jsonl").exists():
+        return load_benchmark("gsm8k", "test", data_dir=data_dir)[:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "gsm8k").mkdir()
+        shutil.copy(assets.gsm8k_test_path(), Path(tmp) / "gsm8k" / "test.jsonl")
+        return load_benchmark("gsm8k", "test", data_dir=tmp)[:n]
+
+
+def fmt_p(p: dict) -> str:
+    return f"{p['rate']:.3f} [{p['low']:.3f}, {p['high']:.3f}]"
+
+
+def fmt_d(d: dict) -> str:
+    return f"{d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=25, help="optimizer steps per method")
-    parser.add_argument("--prompts", type=int, default=2, help="prompts per optimizer step")
-    parser.add_argument("--group", type=int, default=4, help="completions per prompt (G)")
-    parser.add_argument("--max_completion_length", type=int, default=96, help="new tokens per completion")
+    parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="training recipe (YAML)")
     parser.add_argument(
-        "--lr", type=float, default=1e-4, help="LoRA learning rate (gate/Lambda: paper 1e-4/1e-3)"
+        "--mix", default=DEFAULT_MIX, help="arithmetic levels trained and held out (e.g. 0, 0+1)"
     )
-    parser.add_argument("--r_min", type=float, default=0.95, help="HRPO gate init (paper sweep: 0.95-0.99)")
-    parser.add_argument("--test_items", type=int, default=40, help="held-out problems")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data, LoRA init and sampling")
-    parser.add_argument("--out", type=Path, default=Path("benchmark/results/learning"), help="output folder")
-    args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps per method (default: recipe)"
+    )
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds (both methods per seed)")
+    parser.add_argument("--methods", default="HRPO,GRPO", help="subset of HRPO,GRPO")
+    parser.add_argument(
+        "--test_items", type=int, default=FULL["test_items"], help="held-out problems (>= 200)"
+    )
+    parser.add_argument("--gsm8k_items", type=int, default=FULL["gsm8k_items"], help="GSM8K test items")
+    parser.add_argument(
+        "--max_new_tokens", type=int, default=None, help="eval cap, arithmetic (default: recipe)"
+    )
+    parser.add_argument("--gsm8k_max_new_tokens", type=int, default=256, help="eval cap, GSM8K")
+    parser.add_argument("--eval_batch", type=int, default=32, help="rows per greedy decode call")
+    parser.add_argument("--data_seed", type=int, default=0, help="seed of the generated train/test problems")
+    parser.add_argument("--data_dir", type=Path, default=REPO.parent / "shared" / "data", help="GSM8K folder")
+    parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
+    parser.add_argument("--bootstrap_seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (use 1 on a busy machine)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmark" / "results" / "learning")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    wall_start = time.perf_counter()
+    load_before = os.getloadavg()
 
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hrpo import assets
     from hrpo.data.arithmetic import arithmetic_rows
 
-    train_rows = arithmetic_rows(args.steps * args.prompts, "train", seed=args.seed)
-    test_rows = arithmetic_rows(args.test_items, "test", seed=args.seed)
-    results = {name: run_method(name, hybrid, args, train_rows, test_rows)
-               for name, hybrid in [("HRPO", True), ("GRPO", False)]}  # fmt: skip
-    (args.out / "learning.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                        "results": results}, indent=2))  # fmt: skip
-    plot(results, args.out / "learning.png")
-    print(
-        "\n| method | held-out acc before | after | held-out reward before | after | mean reward first 5 | last 5 |"
+    args.model = assets.smollm2_path()
+    _, recipe, _ = parse_recipe(args.recipe, ["--output_dir", str(args.out), "--use_cpu", "true"])
+    steps = args.steps if args.steps is not None else recipe.max_steps
+    prompts_per_step = (
+        recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps // recipe.num_generations
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, res in results.items():
-        first, last = res["rewards"][:5], res["rewards"][-5:]
-        print(f"| {name} | {res['before']['accuracy']:.3f} | {res['after']['accuracy']:.3f} | "
-              f"{res['before']['reward']:.3f} | {res['after']['reward']:.3f} | {sum(first) / len(first):.3f} | "
-              f"{sum(last) / len(last):.3f} |")  # fmt: skip
-    print(f"\nwrote {args.out / 'learning.json'} and {args.out / 'learning.png'}")
+    level = None if args.mix == "default" else args.mix.replace("+", ",")
+    train_rows = arithmetic_rows(steps * prompts_per_step, "train", seed=args.data_seed, level=level)
+    sets = {
+        "arithmetic": (
+            arithmetic_rows(args.test_items, "test", seed=args.data_seed, level=level),
+            args.max_new_tokens or recipe.max_completion_length,
+        ),
+        "gsm8k": (gsm8k_rows(args.gsm8k_items, args.data_dir), args.gsm8k_max_new_tokens),
+    }
+    print(
+        f"mix {args.mix}: {len(train_rows)} train prompts ({steps} steps x {prompts_per_step} x G="
+        f"{recipe.num_generations}), {len(sets['arithmetic'][0])} held-out, {len(sets['gsm8k'][0])} GSM8K; "
+        f"threads {args.threads}, load {load_before}",
+        flush=True,
+    )
+    timings: dict[str, list[float]] = {}
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    base_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    base = eval_sets(base_model, tokenizer, None, False, sets, args, timings, "base")
+    del base_model
+
+    runs: dict[str, list[dict]] = {}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [m for m in ("HRPO", "GRPO") if m in args.methods.split(",")]
+    for seed in seeds:
+        for method in methods:
+            result, _ = train_method(method, method == "HRPO", seed, args, train_rows, sets, timings)
+            runs.setdefault(method, []).append(result)
+
+    comparison = compare(base, runs, list(sets), args)
+    wall = time.perf_counter() - wall_start
+    # Estimate of the full default run from the measured per-step and per-item times (same caps and batch).
+    per = {k: sum(v) / len(v) for k, v in timings.items()}
+    full_steps = recipe.max_steps
+    n_models = 1 + len(methods) * len(seeds)
+    estimate = (
+        per.get("train_step_s", 0.0) * full_steps * len(methods) * len(seeds)
+        + per["eval_arithmetic_per_item_s"] * FULL["test_items"] * n_models
+        + per["eval_gsm8k_per_item_s"] * FULL["gsm8k_items"] * n_models
+    )
+    payload = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "recipe": {k: str(getattr(recipe, k)) for k in RECIPE_KEYS},
+        "steps": steps,
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "wall_seconds": wall,
+        "timings": timings,
+        "estimated_full_run_seconds": estimate,
+        "base": base,
+        "runs": runs,
+        "comparison": comparison,
+    }
+    (args.out / "learning.json").write_text(json.dumps(payload, indent=1))
+    title = (
+        f"SmolLM2-135M-Instruct, arithmetic mix {args.mix}: HRPO vs GRPO, {steps} steps x {prompts_per_step} prompts "
+        f"x G={recipe.num_generations}, seeds {args.seeds}"
+    )
+    plot(runs, args.out / "learning.png", title)
+
+    print(
+        "\n| eval set / metric | base | " + " | ".join(f"{m} | {m} - base" for m in runs) + " | HRPO - GRPO |"
+    )
+    print("|---|---|" + "---|---|" * len(runs) + "---|")
+    for key, entry in comparison.items():
+        cells = [fmt_p(entry["base"])]
+        for m in runs:
+            cells.append(fmt_p(entry[m]) if "rate" in entry[m] else f"{entry[m]['mean']:.3f}")
+            cells.append(fmt_d(entry[f"{m}-base"]))
+        cells.append(fmt_d(entry["HRPO-GRPO"]) if "HRPO-GRPO" in entry else "-")
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    for method, results in runs.items():
+        for res in results:
+            rewards = [h["reward"] for h in res["history"]]
+            k = min(5, len(rewards))
+            print(
+                f"{method} seed {res['seed']}: training reward first {k} steps {sum(rewards[:k]) / k:.3f}, "
+                f"last {k} {sum(rewards[-k:]) / k:.3f}; zero-std groups "
+                f"{sum(h.get('frac_reward_zero_std', 0.0) for h in res['history']) / len(rewards):.2f} on average"
+            )
+    print(f"\nwall time {wall / 60:.1f} min (load average before {load_before}, after {os.getloadavg()})")
+    print(
+        f"measured: {per.get('train_step_s', 0.0):.1f} s per training step, "
+        f"{per['eval_arithmetic_per_item_s']:.2f} s per held-out problem, "
+        f"{per['eval_gsm8k_per_item_s']:.2f} s per GSM8K item"
+    )
+    print(
+        f"estimated wall time of the full run ({full_steps} steps x {len(methods)} methods x {len(seeds)} seed(s), "
+        f"{FULL['test_items']} + {FULL['gsm8k_items']} eval items x {n_models} models) at this machine's speed: "
+        f"{estimate / 60:.0f} min"
+    )
+    print(f"wrote {args.out / 'learning.json'} and {args.out / 'learning.png'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
