@@ -7,7 +7,6 @@ import shlex
 import subprocess
 import sys
 
-import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
