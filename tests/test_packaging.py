@@ -7,7 +7,9 @@ runs, the leaderboard), ``hrpo eval`` on the demo's tiny checkpoint and local da
 build`` + ``search``.
 
 Why the fresh environment reuses the installed dependencies: a second full install of the pinned stack
-(torch, DeepSpeed, lm-eval, ... 2.2 GB) would add minutes to CI and prove nothing about hrpo. The new venv
+(torch, DeepSpeed, lm-eval, ... 2.2 GB) took 249-491 s on the 2-core dev machine (``pip install -c
+constraints.txt <wheel>`` into a new venv, twice, from local wheel mirrors: most of it is unpacking, which a
+warm pip cache does not save) against ~7 s for the venv below, and it would prove nothing about hrpo. The new venv
 sees the dependencies of the test's own environment through a folder of links to its site-packages, with
 hrpo's editable install (its finder, ``.pth`` and metadata) left out, so the only ``hrpo`` it can import is
 the wheel's. pip still resolves the wheel's declared requirements against ``constraints.txt`` (with
