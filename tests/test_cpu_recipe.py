@@ -72,3 +72,29 @@ def test_the_data_command_in_the_header_writes_training_rows(tmp_path):
     steps_times_prompts = config.max_steps * config.per_device_train_batch_size // config.num_generations
     assert len(rows) == steps_times_prompts
     assert all(r["task"] == "gsm8k" and re.fullmatch(r"-?\d+", r["gold"]) for r in rows)
+
+
+def test_format_shaping_reward_is_separate_weighted_and_ignores_correctness():
+    """hrpo.shaping (the recipe's optional shaping, off unless added): well-formed answers only, own weight."""
+    import pytest
+
+    from hrpo.rewards import make_reward_funcs, reward_weights
+    from hrpo.shaping import DEFAULT_SHAPING_WEIGHT, make_format_shaping_reward
+
+    shaping = make_format_shaping_reward()
+    completions = ["3 + 4 = 7 #### 7", "so #### 9", "#### 7 #### 8", "#### 7 or 8", "#### ", "it is 7"]
+    gold = ["7"] * len(completions)
+    assert shaping(completions, gold=gold) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    paper = make_reward_funcs("gsm8k")
+    assert paper[0](completions, gold=gold) == [
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]  # the paper's reward is unchanged
+    assert reward_weights([*paper, shaping]) == [1.0, 0.0, DEFAULT_SHAPING_WEIGHT]
+    assert shaping.__name__ == "format_shaping_reward"  # TRL logs rewards/format_shaping_reward/mean
+    with pytest.raises(ValueError):
+        make_format_shaping_reward(0.0)
