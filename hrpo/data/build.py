@@ -3,7 +3,7 @@
 * ``mmlu-train`` = MMLU ``auxiliary_train`` + ARC-Challenge ``train``, simply concatenated (the original's
   ``MMLU_Train_Merged``); every row keeps ``source``.
 * ``rag-train`` = NQ ``train`` + HotpotQA ``train`` (Search-R1's mix, the original's ``RAG_Train_Merged``), each
-  row with ``contexts``: from the input if present, else retrieved with ``retrieval.attach.attach_contexts``
+  row with ``contexts``: from the input if present, else retrieved with ``hrpo.retrieval.attach.attach_contexts``
   over a FAISS index (``index_dir``), else an error.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from hrpo.data.loaders import load_benchmark
@@ -27,17 +27,32 @@ MERGED = {
 }
 
 
+# ``(rows, index_dir, topk=..., question_field=...) -> rows with "contexts"``: the retrieval contract.
+Retriever = Callable[..., list[Row]]
+
+
+def attach_with_index(
+    rows: list[Row], index_dir: str | os.PathLike, topk: int = 3, question_field: str = "question"
+) -> list[Row]:
+    """The default retriever: :func:`hrpo.retrieval.attach.attach_contexts` over the FAISS index in ``index_dir``."""
+    from hrpo.retrieval.attach import attach_contexts  # lazy: faiss and encoders only when retrieving
+
+    return attach_contexts(rows, index_dir, topk=topk, question_field=question_field)
+
+
 def ensure_contexts(
     rows: list[Row],
     index_dir: str | os.PathLike | None = None,
     topk: int = 3,
     closed_book: bool = False,
+    retriever: Retriever | None = None,
 ) -> list[Row]:
     """Rows that all carry ``contexts`` (list of ``"Title"\\ntext`` strings).
 
     Rows that already have contexts keep them. The others get the top-``topk`` passages from the retrieval
     index in ``index_dir`` (or ``$HRPO_INDEX_DIR``). ``closed_book=True`` gives them an empty list instead
-    (not a paper setting). Otherwise a DataSourceError explains the options.
+    (not a paper setting). Otherwise a DataSourceError explains the options. ``retriever`` replaces the
+    default :func:`attach_with_index` (tests inject one).
     """
     missing = [i for i, r in enumerate(rows) if not r.get("contexts")]
     if not missing:
@@ -45,9 +60,8 @@ def ensure_contexts(
     index_dir = index_dir or os.environ.get(ENV_INDEX_DIR) or None
     out = [dict(r) for r in rows]
     if index_dir is not None:
-        from retrieval.attach import attach_contexts  # lazy: faiss and encoders only when retrieving
-
-        attached = attach_contexts([out[i] for i in missing], index_dir, topk=topk, question_field="question")
+        retrieve = retriever or attach_with_index
+        attached = retrieve([out[i] for i in missing], index_dir, topk=topk, question_field="question")
         for i, row in zip(missing, attached, strict=True):
             out[i] = {**row, "contexts": list(row["contexts"])}
         return out

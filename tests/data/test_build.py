@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import types
 
 import pytest
 
 from hrpo.cli import main
+from hrpo.data import build
 from hrpo.data.build import ensure_contexts, read_rows
 from hrpo.data.rows import DataSourceError
 
 
 @pytest.fixture
 def fake_retrieval(monkeypatch):
-    """A stand-in for ``retrieval.attach`` (issue 6's contract) that records its calls."""
+    """A stand-in for the default retriever (``hrpo.retrieval.attach``) that records its calls."""
     calls = []
 
     def attach_contexts(rows, index_dir, topk=3, question_field="question"):
@@ -26,9 +25,7 @@ def fake_retrieval(monkeypatch):
             for r in rows
         ]
 
-    module = types.ModuleType("retrieval.attach")
-    module.attach_contexts = attach_contexts
-    monkeypatch.setitem(sys.modules, "retrieval.attach", module)
+    monkeypatch.setattr(build, "attach_with_index", attach_contexts)
     return calls
 
 

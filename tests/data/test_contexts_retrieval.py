@@ -12,8 +12,8 @@ from hrpo.prompts import user_message
 
 @pytest.mark.slow
 def test_real_index_contexts_reach_the_prompt(shared_data, tmp_path):
-    from retrieval.encoders import resolve_spec
-    from retrieval.index import build_index
+    from hrpo.retrieval.encoders import resolve_spec
+    from hrpo.retrieval.index import build_index
 
     # a 40-passage corpus whose first passage answers the question below
     lines = (shared_data / "wiki_corpus" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:39]

@@ -4,8 +4,6 @@ local data; an oracle LM scores 1.0 on every task and group, a wrong LM 0.0; the
 from __future__ import annotations
 
 import re
-import sys
-import types
 
 import pytest
 from lm_eval import simple_evaluate
@@ -178,9 +176,7 @@ def test_knowledge_task_retrieves_top3_contexts_into_the_prompt(shared_data, mon
         calls.append((len(rows), index_dir, topk))
         return [{**r, "contexts": [f'"Page {i}"\nFact {i}.' for i in range(5)]} for r in rows]
 
-    fake = types.ModuleType("retrieval.attach")
-    fake.attach_contexts = attach_contexts
-    monkeypatch.setitem(sys.modules, "retrieval.attach", fake)
+    monkeypatch.setattr("hrpo.data.build.attach_with_index", attach_contexts)
     meta = {"data_dir": str(shared_data), "index_dir": "/idx", "topk": 5}
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=meta)
     task = tm.load(["hrpo_bamboogle"])["tasks"]["hrpo_bamboogle"]
