@@ -45,57 +45,30 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hrpo import benchmarks as registry
+from hrpo.benchmarks import Benchmark
+
 RUN_FILE = "hrpo_run.json"
 GATE_FILE = "hrpo_gate.json"
 MISSING = "–"
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    key: str
-    label: str
-    group: str
-
-
-GROUPS: dict[str, str] = {"knowledge": "Knowledge (EM)", "stem": "STEM (accuracy)"}
-GROUP_SHORT: dict[str, str] = {"knowledge": "Knowledge", "stem": "STEM"}
+GROUPS: dict[str, str] = {key: g.title for key, g in registry.GROUPS.items()}
+GROUP_SHORT: dict[str, str] = {key: g.short for key, g in registry.GROUPS.items()}
 OTHER = "other"
 """Group of the columns for tasks outside the paper's ten; not in :data:`GROUPS` (it has no fixed columns)."""
 OTHER_TITLE = "Other"
 OTHER_PREFIX = "other:"
 """``Run.scores`` key of a task outside the paper's ten: this prefix + the lm-eval task name."""
 OTHER_METRIC = "exact_match,none"
-BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("nq", "NQ", "knowledge"),
-    Benchmark("triviaqa", "TriviaQA", "knowledge"),
-    Benchmark("hotpotqa", "HotpotQA", "knowledge"),
-    Benchmark("2wiki", "2Wiki", "knowledge"),
-    Benchmark("bamboogle", "Bamboogle", "knowledge"),
-    Benchmark("gsm8k", "GSM8K", "stem"),
-    Benchmark("math", "MATH", "stem"),
-    Benchmark("math500", "MATH500", "stem"),
-    Benchmark("mmlu_stem", "MMLU-ST", "stem"),
-    Benchmark("arc_challenge", "ARC-C", "stem"),
-)
+BENCHMARKS: tuple[Benchmark, ...] = registry.columns()
+"""The fixed columns (registry rows with a group), grouped in the order of :data:`GROUPS`."""
 
-# lm-eval task name -> (benchmark key, metric key). Earlier entries win when a file holds several for one column.
+# lm-eval task name -> (benchmark key, metric key). Earlier entries win when a file holds several for one column:
+# our hrpo_* tasks first, then stock lm-eval tasks (their own prompts and scoring; closest to the paper's column).
 TASK_METRICS: dict[str, tuple[str, str]] = {
-    "hrpo_nq": ("nq", "exact_match,none"),
-    "hrpo_triviaqa": ("triviaqa", "exact_match,none"),
-    "hrpo_hotpotqa": ("hotpotqa", "exact_match,none"),
-    "hrpo_2wiki": ("2wiki", "exact_match,none"),
-    "hrpo_bamboogle": ("bamboogle", "exact_match,none"),
-    "hrpo_gsm8k": ("gsm8k", "exact_match,none"),
-    "hrpo_math": ("math", "exact_match,none"),
-    "hrpo_math500": ("math500", "exact_match,none"),
-    "hrpo_mmlu_stem": ("mmlu_stem", "exact_match,none"),
-    "hrpo_arc_challenge": ("arc_challenge", "exact_match,none"),
-    # stock lm-eval tasks (their own prompts and scoring; closest to the paper's column)
-    "nq_open": ("nq", "exact_match,remove_whitespace"),
-    "triviaqa": ("triviaqa", "exact_match,remove_whitespace"),
-    "gsm8k": ("gsm8k", "exact_match,strict-match"),
-    "mmlu_stem": ("mmlu_stem", "acc,none"),
-    "arc_challenge": ("arc_challenge", "acc_norm,none"),
+    **{b.task_name: (b.key, b.metric_key) for b in BENCHMARKS},
+    **{task: (b.key, metric) for b in BENCHMARKS for task, metric in b.stock},
 }
 
 FOOTNOTE = (
@@ -142,7 +115,7 @@ class Run:
 
     def average(self, group: str) -> Score | None:
         """Group mean over the five benchmarks, or None unless all five are present."""
-        keys = [b.key for b in BENCHMARKS if b.group == group]
+        keys = [b.key for b in registry.members(group)]
         if any(k not in self.scores for k in keys):
             return None
         if group in self.printed_avg:

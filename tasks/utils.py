@@ -1,6 +1,9 @@
 """lm-eval hooks for the ``hrpo_*`` tasks: data from :mod:`hrpo.data`, prompts from :mod:`hrpo.prompts`,
 scores from :mod:`hrpo.rewards` -- the same code the RL trainer uses.
 
+Every task YAML names its row of the registry :mod:`hrpo.benchmarks` with ``dataset_kwargs: {benchmark: KEY}``
+and uses the one :func:`custom_dataset`; the row says which loader and split apply.
+
 Options arrive as task metadata (``lm_eval --metadata '{"data_dir": "../shared/data"}'`` or
 ``TaskManager(metadata=...)``); every one is optional:
 
@@ -21,23 +24,42 @@ The options are stored in each doc (columns ``compat``, ``math_verify``, ``delim
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import datasets
 
-from hrpo import prompts, rewards
+from hrpo import benchmarks, prompts, rewards
 from hrpo.answers import DEFAULT_DELIMITER
 from hrpo.data import load_benchmark
-from hrpo.data.build import ensure_contexts
+from hrpo.data.build import ensure_contexts, read_rows
 
 _TRUE = (True, "true", "True", "1", 1)
 
 
-def _dataset(name: str, split: str, meta: dict[str, Any]) -> datasets.DatasetDict:
+def custom_dataset(benchmark: str, **meta: Any) -> datasets.DatasetDict:
+    """The dataset of every ``hrpo_*`` task: the eval split of registry row ``benchmark`` (the YAML's
+    ``dataset_kwargs``), options from the task metadata (lm-eval calls ``custom_dataset(**metadata,
+    **dataset_kwargs)``)."""
+    bench = benchmarks.get(benchmark)
+    if bench.loader is None:  # hrpo_qa_file: the rows of a file named by the option of the same name
+        return _file_dataset(bench, meta)
     rows = load_benchmark(
-        name, split, data_dir=meta.get("data_dir") or None, skip_bad_rows=meta.get("skip_bad_rows") in _TRUE
+        benchmark,
+        bench.eval_split,
+        data_dir=meta.get("data_dir") or None,
+        skip_bad_rows=meta.get("skip_bad_rows") in _TRUE,
     )
-    return _to_dataset(rows, split, meta)
+    return _to_dataset(rows, bench.eval_split, meta)
+
+
+def _file_dataset(bench: benchmarks.Benchmark, meta: dict[str, Any]) -> datasets.DatasetDict:
+    """Any local jsonl of rows (``metadata.<key>``) with the row's prompt kind, scored like its benchmark."""
+    if not meta.get(bench.key):
+        example = json.dumps({bench.key: "path/to/rows.jsonl"})
+        raise ValueError(f"{bench.task_name} needs --metadata '{example}'")
+    rows = [{**row, "task": bench.prompt} for row in read_rows(meta[bench.key])]
+    return _to_dataset(rows, bench.eval_split, meta)
 
 
 def _to_dataset(rows: list[dict[str, Any]], split: str, meta: dict[str, Any]) -> datasets.DatasetDict:
@@ -71,46 +93,6 @@ def _to_dataset(rows: list[dict[str, Any]], split: str, meta: dict[str, Any]) ->
     return datasets.DatasetDict({split: datasets.Dataset.from_list(table)})
 
 
-def gsm8k(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("gsm8k", "test", meta)
-
-
-def math(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("math", "test", meta)
-
-
-def math500(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("math500", "test", meta)
-
-
-def mmlu_stem(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("mmlu_stem", "test", meta)
-
-
-def arc_challenge(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("arc_challenge", "test", meta)
-
-
-def nq(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("nq", "test", meta)
-
-
-def triviaqa(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("triviaqa", "test", meta)
-
-
-def hotpotqa(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("hotpotqa", "dev", meta)
-
-
-def twowiki(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("2wiki", "dev", meta)
-
-
-def bamboogle(**meta: Any) -> datasets.DatasetDict:
-    return _dataset("bamboogle", "test", meta)
-
-
 def doc_to_text(doc: dict[str, Any]) -> str:
     """The HRPO user message (the system prompt travels separately as the task description)."""
     return prompts.user_message(doc, topk=int(doc.get("topk") or prompts.DEFAULT_TOPK))
@@ -132,13 +114,3 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
         compat=doc.get("compat") or "fixed",
         math_verify=doc.get("math_verify"),  # None (no column): the compat default
     )
-
-
-def qa_file(**meta: Any) -> datasets.DatasetDict:
-    """Any local QA jsonl (``metadata.qa_file``) scored like the knowledge tasks."""
-    from hrpo.data.build import read_rows
-
-    if not meta.get("qa_file"):
-        raise ValueError('hrpo_qa_file needs --metadata \'{"qa_file": "path/to/rows.jsonl"}\'')
-    rows = [{**row, "task": "qa"} for row in read_rows(meta["qa_file"])]
-    return _to_dataset(rows, "test", meta)

@@ -18,12 +18,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def require_shared_data(path: Path = SHARED_DATA) -> Path:
+    """``path`` if it is a folder; else skip with the reason on a developer's machine, but fail under CI.
+
+    Under CI (``CI=true``, as GitHub Actions and most CI systems set it) missing data is a setup error: the
+    dozens of tests that read it would otherwise skip silently and the run would still be green.
+    """
+    if not path.is_dir():
+        reason = f"shared benchmark data not found at {path}"
+        if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+            pytest.fail(
+                f"{reason}; CI must provide it (see ../shared/data/README.md), not skip", pytrace=False
+            )
+        pytest.skip(reason)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` beside the checkout (real benchmark files); tests skip with a reason if absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared benchmark data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """``../shared/data`` beside the checkout (real benchmark files); see :func:`require_shared_data`."""
+    return require_shared_data()
 
 
 @pytest.fixture(scope="session")

@@ -1,41 +1,38 @@
-"""One registry over every benchmark loader: ``load_benchmark("gsm8k", "test")``.
+"""``load_benchmark("gsm8k", "test")``: the loader of every benchmark of :mod:`hrpo.benchmarks` that has one.
 
-Names are the lm-eval task names without the ``hrpo_`` prefix. Each entry knows its splits and the split the
-paper evaluates on, so callers (tasks/utils.py, ``hrpo data build``, trainers) never hard-code file names.
+Names are the registry keys (the lm-eval task names without the ``hrpo_`` prefix). The registry row names the
+loader function, its splits and the split the paper evaluates on, so callers (tasks/utils.py, ``hrpo data
+build``, trainers) never hard-code file names.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from types import ModuleType
 
+from hrpo import benchmarks
 from hrpo.data import qa, stem
 from hrpo.data.rows import BadRowPolicy, Row
 
+Loader = Callable[..., list[Row]]
 
-@dataclass(frozen=True)
-class Benchmark:
-    """A loader with its splits; ``eval_split`` is what the paper reports on."""
+# the modules a registry ``loader`` ("stem.load_gsm8k") may name
+_MODULES: dict[str, ModuleType] = {"stem": stem, "qa": qa}
 
-    load: Callable[..., list[Row]]
-    splits: tuple[str, ...]
-    eval_split: str
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    "gsm8k": Benchmark(stem.load_gsm8k, ("train", "test"), "test"),
-    "math": Benchmark(stem.load_math, ("train", "test"), "test"),
-    "math500": Benchmark(stem.load_math500, ("test",), "test"),
-    "mmlu": Benchmark(stem.load_mmlu, ("test", "val", "dev", "auxiliary_train"), "test"),
-    "mmlu_stem": Benchmark(stem.load_mmlu_stem, ("test",), "test"),
-    "arc_challenge": Benchmark(stem.load_arc_challenge, ("train", "dev", "test"), "test"),
-    "nq": Benchmark(qa.load_nq, ("train", "test"), "test"),
-    "triviaqa": Benchmark(qa.load_triviaqa, ("test",), "test"),
-    "hotpotqa": Benchmark(qa.load_hotpotqa, ("train", "dev", "dev_ircot500"), "dev"),
-    "2wiki": Benchmark(qa.load_2wiki, ("dev",), "dev"),
-    "bamboogle": Benchmark(qa.load_bamboogle, ("test",), "test"),
+BENCHMARKS: dict[str, benchmarks.Benchmark] = {
+    key: b for key, b in benchmarks.BENCHMARKS.items() if b.loader is not None
 }
+"""The registry rows that have a loader (every benchmark but ``qa_file``, whose rows come from a given file)."""
+
+
+def loader(name: str) -> Loader:
+    """The loader function of benchmark ``name``, e.g. :func:`hrpo.data.stem.load_gsm8k`."""
+    bench = benchmarks.get(name)
+    if bench.loader is None:
+        raise KeyError(f"benchmark {name!r} has no loader: its rows come from a file you pass")
+    module, _, function = bench.loader.partition(".")
+    return getattr(_MODULES[module], function)
 
 
 def load_benchmark(
@@ -52,6 +49,5 @@ def load_benchmark(
     """
     if name not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    bench = BENCHMARKS[name]
     policy = policy if policy is not None else BadRowPolicy(skip=skip_bad_rows)
-    return bench.load(split or bench.eval_split, data_dir=data_dir, policy=policy)
+    return loader(name)(split or BENCHMARKS[name].eval_split, data_dir=data_dir, policy=policy)

@@ -15,6 +15,7 @@ import logging
 import os
 from typing import Any
 
+from hrpo.benchmarks import check_split
 from hrpo.data.rows import BadRowPolicy, Row, RowError, need_aliases, read_json_list, read_jsonl
 from hrpo.data.sources import fetch
 
@@ -80,14 +81,9 @@ def _qa_row(prefix: str):
     return convert
 
 
-def _check_split(name: str, split: str, allowed: tuple[str, ...]) -> None:
-    if split not in allowed:
-        raise ValueError(f"{name} has no split {split!r}; choose one of {', '.join(allowed)}")
-
-
 def load_nq(split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None) -> list[Row]:
     """Natural Questions (open): ``test`` = NQ-open dev (3,610), ``train`` = NQ-open train (79,168)."""
-    _check_split("nq", split, ("train", "test"))
+    check_split("nq", split)
     local = {"test": "nq_open/NQ-open.dev.jsonl", "train": "nq_open/NQ-open.train.jsonl"}[split]
     return fetch(
         data_dir=data_dir,
@@ -105,7 +101,7 @@ def load_triviaqa(
 ) -> list[Row]:
     """TriviaQA ``test`` as in FlashRAG (11,313; unfiltered dev). Locally the 1,000-question subset is used
     when the full ``triviaqa/test.jsonl`` is absent (a warning says so)."""
-    _check_split("triviaqa", split, ("test",))
+    check_split("triviaqa", split)
     rows = fetch(
         data_dir=data_dir,
         local=["triviaqa/test.jsonl", "triviaqa/test_subsample1000.jsonl"],
@@ -125,7 +121,7 @@ def load_hotpotqa(
 ) -> list[Row]:
     """HotpotQA ``dev`` (7,405, distractor dev), ``train`` (90,447) or ``dev_ircot500`` (IRCoT's 500 with
     their 10 paragraphs as ``contexts``)."""
-    _check_split("hotpotqa", split, ("dev", "train", "dev_ircot500"))
+    check_split("hotpotqa", split)
     if split == "dev_ircot500":
         return fetch(
             data_dir=data_dir,
@@ -155,7 +151,7 @@ def load_2wiki(
     split: str = "dev", data_dir: PathLike = None, policy: BadRowPolicy | None = None
 ) -> list[Row]:
     """2WikiMultihopQA ``dev`` (12,576)."""
-    _check_split("2wiki", split, ("dev",))
+    check_split("2wiki", split)
     return fetch(
         data_dir=data_dir,
         local=["2wikimultihopqa/2wikimultihopqa_dev_questions_and_answers.json", "2wikimultihopqa/dev.json"],
@@ -171,7 +167,7 @@ def load_bamboogle(
     split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None
 ) -> list[Row]:
     """Bamboogle ``test`` (125, FlashRAG format; some answers are lower-cased as in FlashRAG)."""
-    _check_split("bamboogle", split, ("test",))
+    check_split("bamboogle", split)
     return fetch(
         data_dir=data_dir,
         local=["bamboogle/test.jsonl"],

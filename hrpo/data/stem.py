@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hrpo.answers import last_boxed
+from hrpo.benchmarks import check_split
 from hrpo.data.rows import (
     LETTERS,
     BadRowPolicy,
@@ -89,7 +90,7 @@ def load_gsm8k(
     split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None
 ) -> list[Row]:
     """GSM8K ``train`` (7,473) or ``test`` (1,319): ``gold`` = text after ``####`` in the reference solution."""
-    _check_split("gsm8k", split, ("train", "test"))
+    check_split("gsm8k", split)
     return fetch(
         data_dir=data_dir,
         local=[f"gsm8k/{split}.jsonl"],
@@ -154,7 +155,7 @@ def load_math(
     Local: ``math/<split>.jsonl`` (fields problem, level, type, solution) or the official tree
     ``math/<split>/<subject>/<n>.json``. Hub: the 7 subject configs of ``EleutherAI/hendrycks_math``.
     """
-    _check_split("math", split, ("train", "test"))
+    check_split("math", split)
     convert = _math_row(f"math/{split}")
     root = resolve_data_dir(data_dir)
     policy = policy if policy is not None else BadRowPolicy()
@@ -179,7 +180,7 @@ def load_math500(
     split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None
 ) -> list[Row]:
     """MATH500 (500 test problems of Lightman et al.); ``gold`` = the ``answer`` field, ``id`` = ``unique_id``."""
-    _check_split("math500", split, ("test",))
+    check_split("math500", split)
     return fetch(
         data_dir=data_dir,
         local=["math500/test.jsonl"],
@@ -247,7 +248,7 @@ def load_mmlu(
     Local: the Hendrycks ``data.tar`` CSVs, ``mmlu/<split>/<subject>_<split>.csv`` (auxiliary_train:
     ``mmlu/auxiliary_train/*.csv``). Hub: ``cais/mmlu`` (``all`` or ``auxiliary_train``).
     """
-    _check_split("mmlu", split, ("test", "val", "dev", "auxiliary_train"))
+    check_split("mmlu", split)
     policy = policy if policy is not None else BadRowPolicy()
     root = resolve_data_dir(data_dir)
     if root is not None:
@@ -290,7 +291,7 @@ def load_mmlu_stem(
     split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None
 ) -> list[Row]:
     """MMLU-STEM test. Local ``mmlu_stem/test.jsonl`` (18 subjects, 3,018); hub ``TIGER-Lab/MMLU-STEM`` (3,153)."""
-    _check_split("mmlu_stem", split, ("test",))
+    check_split("mmlu_stem", split)
     return fetch(
         data_dir=data_dir,
         local=["mmlu_stem/test.jsonl"],
@@ -333,7 +334,7 @@ def load_arc_challenge(
     split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None
 ) -> list[Row]:
     """ARC-Challenge ``test`` (1,172), ``dev`` (299), ``train`` (1,119); numeric labels mapped to letters."""
-    _check_split("arc_challenge", split, tuple(ARC_FILES))
+    check_split("arc_challenge", split)
     hub_split = "validation" if split == "dev" else split
     return fetch(
         data_dir=data_dir,
@@ -344,11 +345,6 @@ def load_arc_challenge(
         hub=("allenai/ai2_arc", "ARC-Challenge", hub_split),
         policy=policy,
     )
-
-
-def _check_split(name: str, split: str, allowed: tuple[str, ...]) -> None:
-    if split not in allowed:
-        raise ValueError(f"{name} has no split {split!r}; choose one of {', '.join(allowed)}")
 
 
 __all__ = [

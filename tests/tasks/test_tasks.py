@@ -10,12 +10,14 @@ from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager
 
+from hrpo import benchmarks
 from hrpo.prompts import build_messages, render_prompt
 from tests.conftest import REPO_ROOT
 
 TASKS_DIR = REPO_ROOT / "tasks"
-STEM = ["hrpo_gsm8k", "hrpo_math", "hrpo_math500", "hrpo_mmlu_stem", "hrpo_arc_challenge"]
-KNOWLEDGE = ["hrpo_nq", "hrpo_triviaqa", "hrpo_hotpotqa", "hrpo_2wiki", "hrpo_bamboogle"]
+# the paper's tasks, from the registry (tests/test_benchmarks.py checks each YAML against its row)
+STEM = [b.task_name for b in benchmarks.members("stem")]
+KNOWLEDGE = [b.task_name for b in benchmarks.members("knowledge")]
 LIMIT = 4
 
 
@@ -85,7 +87,11 @@ def _run(lm, tm, tasks, **kw):
 
 def test_every_yaml_is_indexed(task_manager):
     yamls = {p.stem for p in TASKS_DIR.glob("hrpo_*.yaml")}
-    assert yamls == {*STEM, *KNOWLEDGE, "hrpo_stem", "hrpo_knowledge", "hrpo_qa_file"}
+    assert yamls == {
+        *(b.task_name for b in benchmarks.tasks()),
+        *(g.task_name for g in benchmarks.GROUPS.values()),
+    }
+    assert {*STEM, *KNOWLEDGE, "hrpo_stem", "hrpo_knowledge", "hrpo_qa_file"} <= yamls
     assert set(task_manager.all_tasks) >= yamls
 
 
@@ -97,7 +103,7 @@ def test_task_configs_and_requests(task_manager):
         assert cfg.output_type == "generate_until" and cfg.num_fewshot == 0
         assert cfg.metadata["version"] == 1.0
         gen = cfg.generation_kwargs
-        assert gen["max_gen_toks"] == (1024 if name in ("hrpo_math", "hrpo_math500") else 512)
+        assert gen["max_gen_toks"] == benchmarks.get(name.removeprefix("hrpo_")).max_gen_toks
         assert gen["do_sample"] is False and "<|im_end|>" in gen["until"]
         metrics = {m["metric"] for m in cfg.metric_list}
         assert metrics == (
