@@ -15,12 +15,90 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from trl import GRPOConfig, ModelConfig
 
+from hrpo.decoding import DecodingSettings
+from hrpo.gate import GateConfig
+
 # All seven projections, as the authors' code (the paper's Table 4 lists only query/key/value/dense).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+_VLLM = "rollouts come from HRPO's hybrid decode loop (vLLM cannot feed per-step hybrid embeddings back)"
+_GENERATE = "rollouts come from HRPO's hybrid decode loop, not transformers' generate"
+_LOOP_KNOBS = "the hybrid decode loop takes only temperature, top_k, top_p and max_completion_length"
+
+# GRPOConfig / TrainingArguments fields that HRPOTrainer's overrides would silently ignore or break: the values
+# accepted (the defaults) and what to do instead. HRPOConfig refuses any other value, naming the field.
+# tests/test_contracts.py classifies every GRPOConfig field as handled / rejected (this table) / irrelevant.
+REJECTED_FIELDS: dict[str, tuple[tuple[Any, ...], str]] = {
+    "use_vllm": ((False,), f"{_VLLM}; leave it off"),
+    **{
+        f.name: ((f.default,), f"{_VLLM}; the vllm_* settings have no effect, leave them at their defaults")
+        for f in fields(GRPOConfig)
+        if f.name.startswith("vllm_")
+    },
+    "min_p": (
+        (None,),
+        f"min_p and repetition_penalty are not supported by the hybrid decode loop ({_LOOP_KNOBS})",
+    ),
+    "repetition_penalty": (
+        (1.0,),
+        f"min_p and repetition_penalty are not supported by the hybrid decode loop ({_LOOP_KNOBS})",
+    ),
+    "generation_kwargs": ((None,), f"{_LOOP_KNOBS}; set those fields instead"),
+    "cache_implementation": ((None,), "the hybrid decode loop keeps its own KV cache; leave it unset"),
+    "use_transformers_continuous_batching": ((False,), f"{_GENERATE}; leave it off"),
+    "transformers_continuous_batching_config": ((None,), f"{_GENERATE}; leave it unset"),
+    "use_transformers_paged": ((False,), f"{_GENERATE}; leave it off"),
+    "pad_to_multiple_of": (
+        ("auto", None),
+        "HRPO pads each rollout batch to its own lengths (the stored thinking masks and latents are aligned to "
+        "them); leave it unset",
+    ),
+    "ds3_gather_for_generation": (
+        (True,),
+        "under DeepSpeed ZeRO-3 the hybrid decode loop needs the gathered weights: without them every forward is "
+        "a collective, but each rank stops its loop when its own rows finish, so the ranks fall out of lockstep "
+        "and hang (and dense latents, top_k=0, would read a partitioned embedding matrix). Set "
+        "ds3_gather_for_generation=True (the default)",
+    ),
+    "fsdp": (
+        (None, "", []),
+        "HRPOTrainer runs on one device, DDP or DeepSpeed ZeRO-2/3 (ds_configs/); the rollout gathers sharded "
+        "weights through DeepSpeed only. Use a DeepSpeed config instead of FSDP",
+    ),
+    "fsdp_config": ((None, {}), "FSDP is not supported (see fsdp); use a DeepSpeed config instead"),
+    "parallelism_config": (
+        (None,),
+        "context/tensor parallelism splits the sequences the hybrid inputs are rebuilt over; leave it unset",
+    ),
+    "use_liger_kernel": (
+        (False,),
+        "Liger's kernels replace the model forward that carries HRPO's loss head; leave it off",
+    ),
+    "off_policy_mask_threshold": (
+        (None,),
+        "HRPO is on-policy (num_iterations=1, no vLLM): the mask would compare the loss log-probs with themselves "
+        "and never trigger; leave it unset",
+    ),
+    "router_aux_loss_coef": ((None, 0.0), "HRPO's loss head does not compute the MoE router aux loss"),
+    "max_tool_calling_iterations": ((None,), "HRPOTrainer supports text-only prompts without tools"),
+}
+
+
+def check_unsupported_fields(config: Any, resolved: bool = False) -> None:
+    """Raise ``ValueError`` naming the first field of :data:`REJECTED_FIELDS` set to a value HRPO would ignore.
+
+    ``resolved``: the check after ``TrainingArguments.__post_init__`` (which turns e.g. ``"auto"`` into a value).
+    """
+    for name, (accepted, advice) in REJECTED_FIELDS.items():
+        value = getattr(config, name)
+        if not any(value == ok and isinstance(value, bool) == isinstance(ok, bool) for ok in accepted):
+            when = " (as resolved by TrainingArguments)" if resolved else ""
+            raise ValueError(f"{name}={value!r}{when} is not supported by HRPOTrainer: {advice}.")
 
 
 @dataclass
@@ -131,25 +209,14 @@ class HRPOConfig(GRPOConfig):
                 f"num_iterations={self.num_iterations}: HRPO is strictly on-policy. Each rollout is used for exactly "
                 "one gradient step (the stored latents are those of the current policy), so set num_iterations=1."
             )
-        if not 0.0 < self.r_min <= self.r_max < 1.0:
-            raise ValueError(
-                f"need 0 < r_min <= r_max < 1 for the gate init, got r_min={self.r_min}, r_max={self.r_max}"
-            )
-        if self.hybrid and not self.delimiter:
-            raise ValueError("hybrid=True needs a non-empty delimiter (the paper's '####')")
-        if self.top_k < 0 or self.temperature <= 0:
-            raise ValueError(
-                f"need top_k >= 0 and temperature > 0, got top_k={self.top_k}, tau={self.temperature}"
-            )
-        if self.use_vllm:
-            raise ValueError(
-                "use_vllm=True is not supported: vLLM cannot feed per-step hybrid embeddings back"
-            )
-        if self.min_p is not None or self.repetition_penalty != 1.0:
-            raise ValueError("min_p and repetition_penalty are not supported by the hybrid decode loop")
+        # Each value is checked once, by the class that owns its rule: the gate init range by GateConfig, the
+        # decoding values by the decode loop's configs (built from the one DecodingSettings of this run).
+        GateConfig(hidden_size=1, c=self.gate_c, r_min=self.r_min, r_max=self.r_max)
+        self.decoding.decode_config(max_new_tokens=self.max_completion_length, hybrid=self.hybrid)
+        check_unsupported_fields(self)
         self._check_groups()
         super().__post_init__()
-        self._check_dense_latents_under_zero3()
+        check_unsupported_fields(self, resolved=True)  # values TrainingArguments/GRPOConfig resolve ("auto")
         if self.gradient_accumulation_steps % self.steps_per_generation != 0:
             raise ValueError(
                 f"steps_per_generation={self.steps_per_generation} does not divide gradient_accumulation_steps="
@@ -158,26 +225,14 @@ class HRPOConfig(GRPOConfig):
             )
 
     @property
+    def decoding(self) -> DecodingSettings:
+        """The run's decoding settings (delimiter, tau, top-k, top-p): what rollouts use and checkpoints record."""
+        return DecodingSettings.from_config(self)
+
+    @property
     def effective_loss_temperature(self) -> float:
         """The number the loss divides the logits by (``temperature`` when ``loss_temperature="sampling"``)."""
         return self.temperature if self.loss_temperature == "sampling" else float(self.loss_temperature)
-
-    def _check_dense_latents_under_zero3(self) -> None:
-        """Dense latents (top_k=0) read the whole embedding matrix, which ZeRO-3 keeps partitioned."""
-        if not self.hybrid or self.top_k != 0 or self.ds3_gather_for_generation:
-            return
-        hf_ds = getattr(self, "hf_deepspeed_config", None)
-        zero3 = bool(hf_ds is not None and hf_ds.is_zero3()) or (
-            os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
-            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
-        )
-        if zero3:
-            raise ValueError(
-                "top_k=0 (dense latents, p @ E over the full vocabulary) with DeepSpeed ZeRO-3 and "
-                "ds3_gather_for_generation=False is not supported: the rollout would read a partitioned (empty) "
-                "embedding matrix. Set ds3_gather_for_generation=True, or top_k > 0 (the default 50 stores sparse "
-                "latents and calls the embedding module, which ZeRO-3 gathers)."
-            )
 
     def _check_groups(self) -> None:
         """Every generation batch must hold whole prompt groups; say which knob to turn if not."""
