@@ -28,6 +28,25 @@ ANSWER_METRICS = ("exact_match", "format", "hedged")
 """What it returns for gsm8k, math and multiple-choice rows."""
 
 
+# The 57 subjects of the MMLU test set (Hendrycks et al. 2021), in file order of ../shared/data/mmlu/test.
+MMLU_SUBJECTS: tuple[str, ...] = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
+    "college_chemistry", "college_computer_science", "college_mathematics", "college_medicine",
+    "college_physics", "computer_security", "conceptual_physics", "econometrics", "electrical_engineering",
+    "elementary_mathematics", "formal_logic", "global_facts", "high_school_biology", "high_school_chemistry",
+    "high_school_computer_science", "high_school_european_history", "high_school_geography",
+    "high_school_government_and_politics", "high_school_macroeconomics", "high_school_mathematics",
+    "high_school_microeconomics", "high_school_physics", "high_school_psychology", "high_school_statistics",
+    "high_school_us_history", "high_school_world_history", "human_aging", "human_sexuality",
+    "international_law", "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
+    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition", "philosophy",
+    "prehistory", "professional_accounting", "professional_law", "professional_medicine",
+    "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy",
+    "virology", "world_religions",
+)  # fmt: skip
+"""``hrpo_mmlu`` reports ``exact_match_<subject>`` for each (tests check the list against the data files)."""
+
+
 @dataclass(frozen=True)
 class Group:
     """A group of benchmark columns: one of the paper's tables, an lm-eval group task and a task tag."""
@@ -48,7 +67,7 @@ class Group:
 
     @property
     def tag(self) -> str:
-        """The tag every task of the group carries (so ``--tasks hrpo_stem_tasks`` runs them ungrouped)."""
+        """The tag the group's paper benchmarks carry (``--tasks hrpo_stem_tasks`` runs them ungrouped)."""
         return f"{PREFIX}{self.key}_tasks"
 
 
@@ -79,17 +98,25 @@ class Benchmark:
     group: str | None = None
     """Key of :data:`GROUPS` whose leaderboard columns (and task tag) it belongs to; ``None``: no fixed column."""
     paper: bool = False
-    """One of the paper's benchmarks: a member of its group's lm-eval task and average."""
+    """One of the paper's benchmarks: a member of its group's lm-eval task, tag and average."""
     task: bool = True
     """There is an lm-eval task ``tasks/hrpo_<key>.yaml``."""
     max_gen_toks: int = 512
     """Generation budget of the task (the paper's Table 5: 512, 1024 for MATH-style problems)."""
     stock: tuple[tuple[str, str], ...] = ()
     """Stock lm-eval tasks scored into this column, ``(task, metric key)``; our ``hrpo_`` task wins a tie."""
+    subjects: tuple[str, ...] = ()
+    """Per-subject scores: the task also reports ``exact_match_<subject>`` for each, and ``macro_exact_match``
+    (the unweighted mean over subjects) besides ``exact_match`` (the micro mean over all questions)."""
 
     @property
     def task_name(self) -> str:
         return PREFIX + self.key
+
+    @property
+    def subject_metrics(self) -> tuple[str, ...]:
+        """``exact_match_<subject>`` per subject (empty without subjects)."""
+        return tuple(f"{self.metrics[0]}_{s}" for s in self.subjects)
 
     @property
     def metric_key(self) -> str:
@@ -117,10 +144,12 @@ BENCHMARKS: dict[str, Benchmark] = {
               max_gen_toks=1024),
         _stem("math500", "MATH500", "stem.load_math500", ("test",), "test", "math", **_PAPER_STEM,
               max_gen_toks=1024),
-        _stem("mmlu", "MMLU", "stem.load_mmlu", ("test", "val", "dev", "auxiliary_train"), "test",
-              "multiple_choice", task=False),
         _stem("mmlu_stem", "MMLU-ST", "stem.load_mmlu_stem", ("test",), "test", "multiple_choice",
               **_PAPER_STEM, stock=(("mmlu_stem", "acc,none"),)),
+        # all 57 subjects (issue 16); its own column next to MMLU-ST, not one of the paper's five (no average)
+        Benchmark("mmlu", "MMLU", "stem.load_mmlu", ("test", "val", "dev", "auxiliary_train"), "test",
+                  "multiple_choice", (*ANSWER_METRICS, "macro_exact_match"), group="stem",
+                  stock=(("mmlu", "acc,none"),), subjects=MMLU_SUBJECTS),
         _stem("arc_challenge", "ARC-C", "stem.load_arc_challenge", ("train", "dev", "test"), "test",
               "multiple_choice", **_PAPER_STEM, stock=(("arc_challenge", "acc_norm,none"),)),
         _qa("nq", "NQ", "qa.load_nq", ("train", "test"), "test", **_PAPER_KNOWLEDGE,

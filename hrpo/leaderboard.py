@@ -1,9 +1,11 @@
 """One leaderboard table from lm-eval results files: the paper's benchmark columns, one row per run.
 
 Input: the ``results_*.json`` files that lm-eval 0.4.x writes (``lm_eval --output_path``), from our ``hrpo_*``
-tasks or from stock lm-eval tasks (``gsm8k``, ``arc_challenge``, ``mmlu_stem``, ``nq_open``, ``triviaqa``; see
+tasks or from stock lm-eval tasks (``gsm8k``, ``arc_challenge``, ``mmlu_stem``, ``mmlu``, ``nq_open``, ``triviaqa``; see
 :data:`TASK_METRICS`). Columns follow the paper's Tables 1-2: Knowledge (NQ, TriviaQA, HotpotQA, 2Wiki,
-Bamboogle; exact match) and STEM (GSM8K, MATH, MATH500, MMLU-ST, ARC-C; accuracy), each with a group average.
+Bamboogle; exact match) and STEM (GSM8K, MATH, MATH500, MMLU-ST, ARC-C; accuracy), each with a group average;
+STEM also has a column MMLU (``hrpo_mmlu``, all 57 subjects) after MMLU-ST, which is not one of the paper's
+five and in no average. The columns, their tasks and metrics come from the registry :mod:`hrpo.benchmarks`.
 Any other lm-eval task in the results (e.g. our generic ``hrpo_qa_file``) gets a column of its own in a third
 group, **Other**, which exists only when some row has such a task (see :func:`other_metric`).
 
@@ -73,8 +75,10 @@ TASK_METRICS: dict[str, tuple[str, str]] = {
 
 FOOTNOTE = (
     "Scores in % (the paper prints fractions: .720 = 72.0); ± = standard error (lm-eval). "
-    "– = not evaluated (never 0). Avg = unweighted mean of the group's five benchmarks, shown only when all "
-    "five are present; its ± = sqrt(sum se²)/5. τ = latent/sampling temperature, r_min = Λ-init lower bound, "
+    "– = not evaluated (never 0). Avg = unweighted mean of the group's five benchmarks of the paper, shown only "
+    "when all five are present; its ± = sqrt(sum se²)/5. "
+    f"{', '.join(b.label for b in BENCHMARKS if not b.paper)}: not one of the paper's benchmarks, in no average "
+    "(MMLU = all 57 subjects, micro average). τ = latent/sampling temperature, r_min = Λ-init lower bound, "
     "seed = training seed, date = evaluation start (UTC). "
     "ref rows = published numbers of arXiv 2505.18454 (no stderr); its P-T1/P-T2 HRPO rows are the per-dataset "
     "best over the r_min/τ sweep, so a single-config run compares with the P-T3/P-T7/P-T8 rows."

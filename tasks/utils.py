@@ -25,6 +25,7 @@ The options are stored in each doc (columns ``compat``, ``math_verify``, ``delim
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Any
 
 import datasets
@@ -50,7 +51,7 @@ def custom_dataset(benchmark: str, **meta: Any) -> datasets.DatasetDict:
         data_dir=meta.get("data_dir") or None,
         skip_bad_rows=meta.get("skip_bad_rows") in _TRUE,
     )
-    return _to_dataset(rows, bench.eval_split, meta)
+    return _to_dataset(rows, bench.eval_split, meta, per_subject=bool(bench.subjects))
 
 
 def _file_dataset(bench: benchmarks.Benchmark, meta: dict[str, Any]) -> datasets.DatasetDict:
@@ -62,7 +63,9 @@ def _file_dataset(bench: benchmarks.Benchmark, meta: dict[str, Any]) -> datasets
     return _to_dataset(rows, bench.eval_split, meta)
 
 
-def _to_dataset(rows: list[dict[str, Any]], split: str, meta: dict[str, Any]) -> datasets.DatasetDict:
+def _to_dataset(
+    rows: list[dict[str, Any]], split: str, meta: dict[str, Any], per_subject: bool = False
+) -> datasets.DatasetDict:
     delimiter = str(meta.get("delimiter") or DEFAULT_DELIMITER)
     topk = int(meta.get("topk") or prompts.DEFAULT_TOPK)
     if rows and rows[0]["task"] == "qa":
@@ -88,6 +91,8 @@ def _to_dataset(rows: list[dict[str, Any]], split: str, meta: dict[str, Any]) ->
         "math_verify": math_verify,
         "topk": topk,
     }
+    if per_subject:  # only then: the other tasks' docs (and logged samples) keep their columns
+        extra["per_subject"] = True
     keys = dict.fromkeys(k for r in rows for k in r)  # same columns in every row
     table = [{**{k: r.get(k) for k in keys}, **extra} for r in rows]
     return datasets.DatasetDict({split: datasets.Dataset.from_list(table)})
@@ -104,13 +109,31 @@ def doc_to_target(doc: dict[str, Any]) -> str:
     return gold if isinstance(gold, str) else str(gold[0])
 
 
-def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
+def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
     """Score the generation with :func:`hrpo.rewards.eval_metrics`: ``exact_match`` (correctness without the
-    format check), ``format``, ``hedged`` and, for QA, ``f1``."""
-    return rewards.eval_metrics(
+    format check), ``format``, ``hedged`` and, for QA, ``f1``.
+
+    Docs of a benchmark with subjects (``hrpo_mmlu``, column ``per_subject``) also give
+    ``exact_match_<subject>`` (so lm-eval's mean over the docs that report it is the subject's accuracy) and
+    ``macro_exact_match`` as a ``(subject, score)`` pair for :func:`macro_mean`."""
+    scores: dict[str, Any] = rewards.eval_metrics(
         doc,
         results[0],
         delimiter=doc.get("delimiter") or DEFAULT_DELIMITER,
         compat=doc.get("compat") or "fixed",
         math_verify=doc.get("math_verify"),  # None (no column): the compat default
     )
+    if doc.get("per_subject"):
+        correct = scores["exact_match"]
+        scores[f"exact_match_{doc['subject']}"] = correct
+        scores["macro_exact_match"] = (doc["subject"], correct)
+    return scores
+
+
+def macro_mean(items: list[tuple[str, float]]) -> float:
+    """The unweighted mean over subjects of each subject's mean score (``macro_exact_match``); lm-eval gives a
+    custom aggregation no stderr. ``exact_match`` is the micro mean (every question weighs the same)."""
+    by_subject: dict[str, list[float]] = defaultdict(list)
+    for subject, score in items:
+        by_subject[subject].append(float(score))
+    return sum(sum(v) / len(v) for v in by_subject.values()) / len(by_subject)

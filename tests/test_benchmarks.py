@@ -61,12 +61,13 @@ def test_task_yaml_agrees_with_its_row(bench: registry.Benchmark):
     assert cfg["dataset_kwargs"] == {"benchmark": bench.key}
     assert cfg["custom_dataset"] == "utils.custom_dataset"
     assert cfg["test_split"] == bench.eval_split
-    assert cfg.get("tag", []) == ([registry.GROUPS[bench.group].tag] if bench.group else [])
+    assert cfg.get("tag", []) == ([registry.GROUPS[bench.group].tag] if bench.paper else [])
     gen = cfg["generation_kwargs"]
     assert gen["max_gen_toks"] == bench.max_gen_toks
     assert gen["do_sample"] is False and gen["temperature"] == 0.0  # eval is greedy (the paper's Table 5)
-    assert [m["metric"] for m in cfg["metric_list"]] == list(bench.metrics)
-    assert all(m["aggregation"] == "mean" for m in cfg["metric_list"])
+    assert [m["metric"] for m in cfg["metric_list"]] == [*bench.metrics, *bench.subject_metrics]
+    for m in cfg["metric_list"]:  # the macro average over subjects is the one custom aggregation
+        assert m["aggregation"] == ("utils.macro_mean" if m["metric"] == "macro_exact_match" else "mean"), m
     for m in cfg["metric_list"]:  # only the hedged rate is a lower-is-better metric
         assert m["higher_is_better"] is (m["metric"] != "hedged"), m
     assert cfg["output_type"] == "generate_until" and cfg["num_fewshot"] == 0
@@ -99,7 +100,8 @@ def test_row_is_consistent(bench: registry.Benchmark):
     assert bench.eval_split in bench.splits
     assert bench.prompt in TASKS
     assert bench.metrics[0] == "exact_match"
-    assert bench.metrics == (registry.QA_METRICS if bench.prompt == "qa" else registry.ANSWER_METRICS)
+    base = registry.QA_METRICS if bench.prompt == "qa" else registry.ANSWER_METRICS
+    assert bench.metrics == ((*base, "macro_exact_match") if bench.subjects else base)
     assert bench.group is None or bench.group in registry.GROUPS
     assert not bench.paper or bench.group is not None
     assert not bench.stock or bench.group is not None, "a stock task needs a column to land in"

@@ -399,7 +399,8 @@ def test_other_skips_groups_mapped_tasks_and_members_of_mapped_groups():
 
 @pytest.mark.parametrize("fmt", ["md", "tex", "csv", "html"])
 def test_tables_without_other_tasks_are_byte_identical_to_before(monkeypatch, tmp_path, fmt):
-    """golden/paper_only.* were written by the leaderboard before the Other columns existed (commit 339f0b1)."""
+    """golden/paper_only.* were written by the leaderboard before the Other columns existed (commit 339f0b1) and
+    rewritten by make_fixtures.py golden when the MMLU column came (every other cell unchanged)."""
     monkeypatch.chdir(tmp_path)
     runs = [*lb.load_runs([FIX / "ours", FIX / "stock"]), *lb.load_references(["qwen2.5-1.5b"])]
     assert lb.score_columns(runs) == lb.score_columns()
@@ -458,8 +459,11 @@ def test_other_columns_in_csv_html_latex_consistent(other_runs):
 
     text = lbr.render(other_runs, "latex")
     spec = text.split("\\begin{tabular}{", 1)[1].split("}", 1)[0]
-    assert spec.endswith("|rrrrrr|rrrrrr|rr") and len(spec.replace("|", "")) == len(OTHER_HEADER)
-    assert "\\multicolumn{2}{c}{Other, \\%}" in text and "\\cmidrule(lr){21-22}" in text
+    widths = [sum(g == group for g, _, _ in lb.score_columns()) for group in lb.GROUPS]
+    assert spec.endswith("".join("|" + "r" * w for w in widths) + "|rr")  # each group + its avg, then Other
+    assert len(spec.replace("|", "")) == len(OTHER_HEADER)
+    other = f"{len(HEADER) + 1}-{len(HEADER) + 2}"  # the two Other columns follow the fixed ones
+    assert "\\multicolumn{2}{c}{Other, \\%}" in text and f"\\cmidrule(lr){{{other}}}" in text
     assert "& gsm8k\\_cot & qa\\_file \\\\" in text
     body = text.split("\\midrule", 1)[1].split("\\bottomrule", 1)[0]
     rows = [line for line in body.splitlines() if line.endswith("\\\\")]
@@ -516,7 +520,7 @@ def test_plot_shows_other_columns(monkeypatch, other_runs, tmp_path):
     lbr.plot(other_runs, tmp_path / "board.png")
     (ax,) = saved[0].axes
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert len(ticks) == 14 and ticks[-3:] == ["STEM\navg", "gsm8k_cot", "qa_file"]
+    assert len(ticks) == len(lb.score_columns()) + 2 and ticks[-3:] == ["STEM\navg", "gsm8k_cot", "qa_file"]
     texts = [t.get_text() for t in ax.texts]
     assert {"Knowledge (EM)", "STEM (accuracy)", "Other"} <= set(texts)
     n_missing = sum(
@@ -547,3 +551,19 @@ def test_render_module_imports_and_cli_plot_with_other(tmp_path, capsys):
     assert _rows(out.read_text(), OTHER_HEADER)[BASE]["gsm8k_cot"] == "0.0 ± 0.0"
     width, height = _png_size(png)
     assert width > 1000 and height > 500
+
+
+def test_mmlu_column_sits_after_mmlu_stem_and_stays_out_of_the_average(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    labels = [label for g, _, label in lb.score_columns() if g == "stem"]
+    assert labels[labels.index("MMLU-ST") + 1] == "MMLU"
+    without = {r.label: r for r in lb.load_runs([FIX / "ours"])}
+    rows = {r.label: r for r in lb.load_runs([FIX / "ours", FIX / "mmlu"])}
+    _, data = _results("mmlu/hrpo-mmlu")
+    entry = data["results"]["hrpo_mmlu"]
+    mmlu = rows[HRPO].scores["mmlu"]  # merged into the HRPO run's row, no Other column for it or its metrics
+    assert (mmlu.value, mmlu.stderr) == (entry["exact_match,none"], entry["exact_match_stderr,none"])
+    assert set(rows[HRPO].scores) == set(without[HRPO].scores) | {"mmlu"}
+    assert rows[HRPO].average("stem") == without[HRPO].average("stem")  # the paper's five only
+    table = _rows(lbr.render(list(rows.values()), "md"), HEADER)
+    assert table[HRPO]["MMLU"] == lbr.pct(mmlu) and table[GRPO]["MMLU"] == "–"

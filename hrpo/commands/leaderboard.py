@@ -20,7 +20,8 @@ def build_parser(prog: str = "hrpo leaderboard") -> argparse.ArgumentParser:
         prog=prog,
         description="Read lm-eval results JSON files (or folders searched recursively for results_*.json) "
         "and write one table: a row per run (model, method HRPO/GRPO/base, tau, r_min, decoding, seed, date), "
-        "columns NQ, TriviaQA, HotpotQA, 2Wiki, Bamboogle + avg | GSM8K, MATH, MATH500, MMLU-ST, ARC-C + avg, "
+        "columns NQ, TriviaQA, HotpotQA, 2Wiki, Bamboogle + avg | GSM8K, MATH, MATH500, MMLU-ST, MMLU, ARC-C + avg "
+        "(MMLU = all 57 subjects, not in the average), "
         "then an 'Other' group with one column per extra task (e.g. hrpo_qa_file) when any run has one. "
         "Scores are percentages with their standard error; missing benchmarks are shown as missing, never 0; "
         "a group average needs all five benchmarks. Files of the same run are merged into one row.",

@@ -210,3 +210,41 @@ def test_qa_file_task_scores_any_local_qa_rows(tmp_path):
     assert "Book 0::::Book 0 was written by Author 0." in lm.contexts[0][2]
     wrong = _run(ScriptedLM(_wrong_text), tm, ["hrpo_qa_file"])["results"]["hrpo_qa_file"]
     assert wrong["exact_match,none"] == 0.0
+
+
+# ---- hrpo_mmlu: all 57 subjects, per-subject and micro/macro averages ------------------------------------
+
+
+def test_mmlu_task_covers_the_57_subjects_of_the_test_set(shared_data):
+    files = sorted(p.name.removesuffix("_test.csv") for p in (shared_data / "mmlu" / "test").glob("*.csv"))
+    assert list(benchmarks.MMLU_SUBJECTS) == files and len(files) == 57
+    tm = TaskManager(
+        include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(shared_data)}
+    )
+    task = tm.load(["hrpo_mmlu"])["tasks"]["hrpo_mmlu"]
+    docs = list(task.test_docs())
+    assert len(docs) == 14042 and {d["subject"] for d in docs} == set(files)
+    assert all(d["task"] == "multiple_choice" and d["per_subject"] for d in docs)
+    assert "hrpo_mmlu" not in tm.load(["hrpo_stem"])["tasks"], "MMLU is not one of the paper's five"
+
+
+def _mmlu_csv(folder, subject: str, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f'"{subject} question {i}?",w,x,y,z,{"ABCD"[i % 4]}\n' for i in range(n)]
+    (folder / f"{subject}_test.csv").write_text("".join(lines))
+
+
+def test_mmlu_reports_per_subject_micro_and_macro(tmp_path):
+    # 3 questions of anatomy (all right), 1 of virology (wrong): micro 3/4, macro (1 + 0) / 2
+    _mmlu_csv(tmp_path / "mmlu" / "test", "anatomy", 3)
+    _mmlu_csv(tmp_path / "mmlu" / "test", "virology", 1)
+    lm = ScriptedLM(lambda d: _gold_text(d) if d["subject"] == "anatomy" else _wrong_text(d))
+    tm = TaskManager(
+        include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(tmp_path)}
+    )
+    res = simple_evaluate(model=lm, tasks=["hrpo_mmlu"], task_manager=tm, bootstrap_iters=0)["results"]
+    out = res["hrpo_mmlu"]
+    assert out["exact_match,none"] == pytest.approx(0.75)
+    assert out["macro_exact_match,none"] == pytest.approx(0.5)
+    assert (out["exact_match_anatomy,none"], out["exact_match_virology,none"]) == (1.0, 0.0)
+    assert out["sample_len"] == 4
