@@ -1,38 +1,60 @@
-"""Save and load a :class:`~hrpo.gate.ThinkingGate` beside a PEFT adapter or a full model.
+"""The checkpoint folder: every file HRPO writes beside a PEFT adapter or a full model, and their readers.
 
-A gate lives in two files in the checkpoint folder:
+One module owns the folder's layout (a training output or a ``checkpoint-N`` folder):
 
 * ``hrpo_gate.safetensors``: ``gate_r.weight (D, D)``, ``gate_r.bias (D,)``, ``gate_i.*``, ``Lambda (D,)``, fp32
   (under DeepSpeed bf16 the optimizer's fp32 master values, never the engine's bf16 copy);
 * ``hrpo_gate.json``: ``{"format": "hrpo-thinking-gate", "format_version": 1, "gate": {hidden_size, c, r_min,
-  r_max, eps}, "decoding": {delimiter, temperature, top_k, top_p}}``; the decoding block records how the
-  checkpoint was trained so evaluation can default to the same settings.
+  r_max, eps}, "decoding": {delimiter, temperature, top_k, top_p}}``;
+* ``hrpo_run.json``: the run: ``{"base_model", "hybrid", "peft", "decoding": {...}, "args": {scalar HRPOConfig
+  fields}}`` (:func:`write_run_info`); the decoding block is the run's :class:`hrpo.decoding.DecodingSettings`,
+  so evaluation defaults to what the checkpoint was trained with;
+* ``hrpo_checkpoint_complete.json``: ``{"global_step": N}``, written last into a ``checkpoint-N`` folder
+  (:func:`write_complete_marker`): a folder without it was interrupted mid-save and is never resumed from
+  (:func:`check_checkpoint_complete`, :func:`latest_complete`).
 
-Loading checks everything it can before touching tensors and says what is wrong: not a gate, an unknown
-version, missing or mis-shaped tensors, or a hidden size that does not match the model.
+:meth:`CheckpointInfo.read` reads all of it (no tensors) into one object: base model, method, peft, tau, r_min,
+seed, decoding settings. Loading checks everything it can before touching tensors and says what is wrong: not a
+gate, an unknown version, missing or mis-shaped tensors, or a hidden size that does not match the model.
+
+Torch and safetensors are imported only by the functions that read or write tensors, so reading a folder's
+metadata (the leaderboard) stays light.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_file, save_file
+from hrpo.decoding import DecodingSettings
 
-from hrpo.gate import GateConfig, ThinkingGate
+if TYPE_CHECKING:
+    import torch
+
+    from hrpo.gate import ThinkingGate
 
 GATE_WEIGHTS = "hrpo_gate.safetensors"
 GATE_CONFIG = "hrpo_gate.json"
 GATE_FORMAT = "hrpo-thinking-gate"
 GATE_FORMAT_VERSION = 1
+RUN_CONFIG = "hrpo_run.json"
+COMPLETE_MARKER = "hrpo_checkpoint_complete.json"
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's
+MODEL_CONFIG = "config.json"  # transformers'
+CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR (tests/test_contracts.py)
 
 
 class GateCheckpointError(ValueError):
     """A gate checkpoint is missing, malformed, or does not fit the model."""
+
+
+class IncompleteCheckpointError(ValueError):
+    """A checkpoint folder was not completely written (the run died while saving it)."""
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -47,9 +69,16 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def save_gate(
-    gate: ThinkingGate, directory: str | os.PathLike, decoding: dict[str, Any] | None = None
+    gate: ThinkingGate,
+    directory: str | os.PathLike,
+    decoding: DecodingSettings | dict[str, Any] | None = None,
 ) -> Path:
     """Write the gate's weights and config into ``directory`` (created if needed); returns the folder."""
+    import torch
+    from safetensors.torch import save_file
+
+    if isinstance(decoding, DecodingSettings):
+        decoding = decoding.to_dict()
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     # fp32_state_dict: the fp32 master values when an engine holds the parameters in bf16 (see hrpo.gate).
@@ -99,6 +128,8 @@ def read_gate_config(directory: str | os.PathLike, hidden_size: int | None = Non
             f"{config_path} has gate format version {meta.get('format_version')}; this hrpo reads version "
             f"{GATE_FORMAT_VERSION}"
         )
+    from hrpo.gate import GateConfig
+
     try:
         GateConfig(**meta["gate"])
     except (KeyError, TypeError, ValueError) as err:
@@ -120,6 +151,10 @@ def load_gate(
     directory: str | os.PathLike, hidden_size: int | None = None, device: torch.device | str = "cpu"
 ) -> ThinkingGate:
     """Load the gate saved in ``directory``; ``hidden_size`` (the model's) is checked when given."""
+    from safetensors.torch import load_file
+
+    from hrpo.gate import GateConfig, ThinkingGate
+
     meta = read_gate_config(directory, hidden_size)
     gate = ThinkingGate(GateConfig(**meta["gate"]))
     path = Path(directory) / GATE_WEIGHTS
@@ -133,3 +168,168 @@ def load_gate(
         raise GateCheckpointError(f"{path} holds tensors {found}, expected {expected} for this gate config")
     gate.load_state_dict(tensors)
     return gate.to(device)
+
+
+# ---------------------------------------------------------------------------------------------- run info
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise GateCheckpointError(f"cannot read {path}: {err}") from err
+    return data if isinstance(data, dict) else {}
+
+
+def write_run_info(
+    directory: str | os.PathLike,
+    base_model: str | None,
+    hybrid: bool,
+    peft: bool,
+    decoding: DecodingSettings,
+    args: dict[str, Any],
+) -> Path:
+    """Write ``hrpo_run.json`` (the trainer calls it on every save); ``args`` keeps its scalar values only."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = {
+        "base_model": base_model,
+        "hybrid": bool(hybrid),
+        "peft": bool(peft),
+        "decoding": decoding.to_dict(),
+        "args": {k: v for k, v in args.items() if isinstance(v, (str, int, float, bool, type(None)))},
+    }
+    path = folder / RUN_CONFIG
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(run, indent=2) + "\n"))
+    return path
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint folder says about itself, from its JSON files only (no tensors read)."""
+
+    folder: Path
+    base_model: str | None
+    """The model the adapter/gate belongs to: ``hrpo_run.json``'s, else the adapter's, else the folder itself
+    when it holds full weights."""
+    hybrid: bool | None
+    """``hrpo_run.json``'s ``hybrid`` (True = HRPO, False = GRPO); None without a run file."""
+    peft: bool
+    decoding: DecodingSettings
+    """The trained decoding settings (run file's block, else the gate's, else the run's args, else defaults)."""
+    args: dict[str, Any] = field(default_factory=dict)
+    """The run's scalar training arguments (``hrpo_run.json`` ``args``)."""
+    gate: dict[str, Any] | None = None
+    """The validated ``hrpo_gate.json`` (``gate`` and ``decoding`` blocks), None without a gate."""
+    has_run_info: bool = False
+    has_adapter: bool = False
+    has_full_model: bool = False
+
+    @property
+    def has_gate(self) -> bool:
+        return self.gate is not None
+
+    @property
+    def method(self) -> str:
+        """``HRPO`` / ``GRPO`` from the run file, ``base`` for a folder without one."""
+        return "base" if self.hybrid is None else ("HRPO" if self.hybrid else "GRPO")
+
+    @property
+    def tau(self) -> float:
+        return self.decoding.temperature
+
+    @property
+    def r_min(self) -> float | None:
+        """The gate's init r_min (the gate file's, else the run's args); None for GRPO and base models."""
+        if not self.hybrid and not self.has_gate:
+            return None
+        value = (self.gate or {}).get("gate", {}).get("r_min", self.args.get("r_min"))
+        return None if value is None else float(value)
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.args.get("seed")
+        return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike, require_weights: bool = True) -> CheckpointInfo:
+        """Read a checkpoint folder; raise :class:`GateCheckpointError` when it is missing or unusable.
+
+        ``require_weights``: the folder must hold a gate, an adapter or a model (what evaluation needs).
+        """
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise GateCheckpointError(f"checkpoint folder {folder} does not exist")
+        names = (ADAPTER_CONFIG, MODEL_CONFIG, GATE_CONFIG)
+        if require_weights and not any((folder / name).is_file() for name in names):
+            nested = sorted(p.name for p in folder.glob(f"{CHECKPOINT_PREFIX}-*") if p.is_dir())
+            hint = f"; it has {', '.join(nested)}: pass one of those" if nested else ""
+            raise GateCheckpointError(
+                f"{folder} holds no HRPO gate ({GATE_CONFIG}), LoRA adapter ({ADAPTER_CONFIG}) or model "
+                f"({MODEL_CONFIG}){hint}"
+            )
+        gate = read_gate_config(folder) if has_gate(folder) else None
+        run = _read_json(folder / RUN_CONFIG) if (folder / RUN_CONFIG).is_file() else None
+        adapter = _read_json(folder / ADAPTER_CONFIG) if (folder / ADAPTER_CONFIG).is_file() else {}
+        full_model = (folder / MODEL_CONFIG).is_file() and not adapter
+        args = dict((run or {}).get("args") or {})
+        base = (run or {}).get("base_model")
+        if full_model:
+            base = str(folder)
+        base = base or adapter.get("base_model_name_or_path")
+        try:
+            decoding = DecodingSettings.from_dict(
+                args, (gate or {}).get("decoding"), (run or {}).get("decoding")
+            )
+        except (TypeError, ValueError) as err:
+            raise GateCheckpointError(f"{folder} records invalid decoding settings: {err}") from err
+        return cls(
+            folder=folder,
+            base_model=None if base is None else str(base),
+            hybrid=None if run is None else bool(run.get("hybrid")),
+            peft=bool(adapter) or bool((run or {}).get("peft")),
+            decoding=decoding,
+            args=args,
+            gate=gate,
+            has_run_info=run is not None,
+            has_adapter=bool(adapter),
+            has_full_model=full_model,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- completion
+
+
+def write_complete_marker(directory: str | os.PathLike, global_step: int) -> Path:
+    """Mark a ``checkpoint-N`` folder as completely written; call it after everything else is saved."""
+    path = Path(directory) / COMPLETE_MARKER
+    path.write_text(json.dumps({"global_step": int(global_step)}) + "\n")
+    return path
+
+
+def check_checkpoint_complete(folder: str | os.PathLike) -> None:
+    """Raise :class:`IncompleteCheckpointError` unless ``folder`` is a completely written checkpoint."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise IncompleteCheckpointError(f"checkpoint {path} does not exist")
+    if not (path / COMPLETE_MARKER).is_file():
+        raise IncompleteCheckpointError(
+            f"checkpoint {path} is incomplete ({COMPLETE_MARKER} missing): the run stopped while saving it. Resume "
+            "from an earlier checkpoint, or pass --resume_from_checkpoint latest to pick the newest complete one."
+        )
+
+
+def latest_complete(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, or None."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for child in folder.iterdir():
+        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)", child.name)
+        if match and (child / COMPLETE_MARKER).is_file():
+            steps.append((int(match.group(1)), child))
+    return str(max(steps)[1]) if steps else None
+
+
+latest_complete_checkpoint = latest_complete  # the name hrpo.trainer exported

@@ -20,7 +20,12 @@ logging, DeepSpeed/accelerate plumbing, checkpoints -- is inherited):
 5. Under DeepSpeed bf16/fp16 the gate computes from the optimizer's fp32 master values (refreshed after every
    optimizer step, see :mod:`hrpo.gate`), and the saved gate holds them.
 6. Checkpoints also hold the gate (``hrpo_gate.*``), the run config and a completion marker written last; resuming
-   refuses a checkpoint without it.
+   refuses a checkpoint without it. The folder's layout belongs to :mod:`hrpo.checkpoint`.
+
+Hand-offs between TRL's hooks (the rollout from ``_generate_single_turn`` to ``_generate_and_score_completions``,
+the replay inputs from ``_compute_loss`` to the policy forward, the replay gaps back) go through :class:`HandOff`:
+each value is taken exactly once, by the batch it was made for (shape and token checksum), or a clear error says
+which hook TRL no longer calls as HRPO expects. ``tests/test_contracts.py`` pins the hooks' signatures.
 
 ``hybrid=False`` skips the gate entirely and trains plain GRPO through the same loop and loss.
 """
@@ -28,14 +33,11 @@ logging, DeepSpeed/accelerate plumbing, checkpoints -- is inherited):
 from __future__ import annotations
 
 import functools
-import json
-import os
-import re
 import types
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from accelerate.utils import is_peft_model
@@ -47,7 +49,18 @@ from trl.kernels import ChunkedLogProbFunction
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import FusedCausalLMOutput, maybe_gather_lm_head_ctx, pad
 
-from hrpo.checkpoint import load_gate, save_gate
+from hrpo.checkpoint import (  # noqa: F401  (COMPLETE_MARKER ... latest_complete_checkpoint: the old import path)
+    COMPLETE_MARKER,
+    RUN_CONFIG,
+    IncompleteCheckpointError,
+    check_checkpoint_complete,
+    latest_complete,
+    latest_complete_checkpoint,
+    load_gate,
+    save_gate,
+    write_complete_marker,
+    write_run_info,
+)
 from hrpo.config import HRPOConfig
 from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import (
@@ -57,15 +70,69 @@ from hrpo.generation import (
     hybrid_inputs_embeds,
     position_ids_from_mask,
 )
-from hrpo.latent import SamplingConfig
 
-COMPLETE_MARKER = "hrpo_checkpoint_complete.json"
-RUN_CONFIG = "hrpo_run.json"
 _REPLAY_KEYS = ("thinking_mask", "latent_ids", "latent_probs", "latents")
 
+T = TypeVar("T")
 
-class IncompleteCheckpointError(ValueError):
-    """A checkpoint folder was not completely written (the run died while saving it)."""
+
+class HandOffError(RuntimeError):
+    """A value passed between two of TRL's hooks is missing, stale or belongs to another batch."""
+
+
+def batch_key(ids: torch.Tensor, mask: torch.Tensor) -> tuple[tuple[int, ...], int]:
+    """``(shape, checksum)`` of a token batch ``(B, L)``: the ids where ``mask`` is set, weighted by position."""
+    weights = torch.arange(1, ids.numel() + 1, device=ids.device).view_as(ids) % 65521 + 1
+    checksum = int((ids.long() * mask.long() * weights).sum().item())
+    return tuple(ids.shape), checksum
+
+
+class HandOff(Generic[T]):
+    """One value passed from one hook to the next: put once, taken once, by the batch it was made for.
+
+    ``put(value, key)`` refuses to overwrite a value nobody took; ``take(key)`` refuses when there is none or when
+    ``key`` (:func:`batch_key` of the batch at hand) differs from the one it was put with. Either means TRL calls
+    its hooks in another order than HRPO relies on (see ``tests/test_contracts.py``).
+    """
+
+    def __init__(self, name: str, producer: str, consumer: str) -> None:
+        self.name, self.producer, self.consumer = name, producer, consumer
+        self._value: T | None = None
+        self._key: Any = None
+
+    @property
+    def pending(self) -> bool:
+        return self._value is not None
+
+    def put(self, value: T, key: Any) -> None:
+        if self._value is not None:
+            raise HandOffError(
+                f"{self.name}: {self.producer} produced a second value before {self.consumer} took the first one "
+                "(the trainer's hooks are called in an order HRPOTrainer does not support)"
+            )
+        self._value, self._key = value, key
+
+    def take(self, key: Any) -> T:
+        value, expected = self._value, self._key
+        self._value = self._key = None
+        if value is None:
+            raise HandOffError(
+                f"{self.name}: {self.consumer} found no value from {self.producer} (TRL no longer calls "
+                f"{self.producer} before {self.consumer} for this batch)"
+            )
+        if key != expected:
+            raise HandOffError(
+                f"{self.name}: {self.consumer} got the value {self.producer} made for another batch (batch "
+                f"shape/checksum {key} != {expected})"
+            )
+        return value
+
+    def peek(self) -> T | None:
+        """The pending value, not taken (for inspection)."""
+        return self._value
+
+    def discard(self) -> None:
+        self._value = self._key = None
 
 
 def _gathered(params: list[torch.nn.Parameter]):
@@ -186,12 +253,6 @@ class HRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, gate: ThinkingGate | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         config: HRPOConfig = self.args
-        dense = config.hybrid and config.top_k == 0 and not config.ds3_gather_for_generation
-        if dense and is_deepspeed_zero3_enabled():
-            raise ValueError(
-                "top_k=0 (dense latents) under DeepSpeed ZeRO-3 needs ds3_gather_for_generation=True: the "
-                "rollout reads the whole embedding matrix, which ZeRO-3 keeps partitioned"
-            )
         # TRL fused the loss head at the sampling temperature; HRPO's uses loss_temperature (see module doc).
         loss_t = config.effective_loss_temperature
         policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
@@ -219,19 +280,25 @@ class HRPOTrainer(GRPOTrainer):
             # does not cast modules added afterwards: the gate joins in that dtype. It still computes from fp32
             # (the optimizer's master copy, set before the first rollout by _sync_gate_master).
             self.gate.to(torch.bfloat16 if config.bf16 else torch.float16)
-        self._replay: dict[str, torch.Tensor] | None = None
-        self._replay_gap: list[torch.Tensor] = []
-        self._last_rollout: Rollout | None = None
+        # Hand-offs between TRL's hooks (see the module docstring).
+        self._last_rollout: HandOff[Rollout] = HandOff(
+            "rollout", "_generate_single_turn", "_generate_and_score_completions"
+        )
+        self._replay: HandOff[dict[str, torch.Tensor]] = HandOff(
+            "replay inputs", "_compute_loss", "_get_per_token_logps_and_entropies"
+        )
+        self._replay_gap: HandOff[list[torch.Tensor]] = HandOff(
+            "replay gaps", "_get_per_token_logps_and_entropies", "_compute_loss"
+        )
+        self._loss_forwards: int | None = (
+            None  # policy forwards inside the running _compute_loss (None: none runs)
+        )
 
     # ------------------------------------------------------------------ rollouts
     def _decode_config(self) -> DecodeConfig:
         args: HRPOConfig = self.args
-        return DecodeConfig(
-            max_new_tokens=args.max_completion_length,
-            sampling=SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p),
-            hybrid=args.hybrid,
-            delimiter=args.delimiter,
-            eos_token_ids=tuple(self.eos_token_ids),
+        return args.decoding.decode_config(
+            args.max_completion_length, hybrid=args.hybrid, eos_token_ids=tuple(self.eos_token_ids)
         )
 
     def _generate_single_turn(
@@ -259,7 +326,7 @@ class HRPOTrainer(GRPOTrainer):
             rollout = hybrid_generate(
                 unwrapped, input_ids, attention_mask, gate, self._decode_config(), self._tokenizer
             )
-        self._last_rollout = rollout
+        self._last_rollout.put(rollout, batch_key(input_ids, attention_mask))
         lengths = rollout.completion_mask.sum(1).tolist()
         completion_ids = [
             row[:n].tolist() for row, n in zip(rollout.completion_ids.cpu(), lengths, strict=True)
@@ -308,8 +375,10 @@ class HRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         self._sync_gate_master()
+        self._last_rollout.discard()  # a rollout left by an interrupted step belongs to no batch
         output = super()._generate_and_score_completions(inputs)
-        rollout, self._last_rollout = self._last_rollout, None
+        rollout = self._last_rollout.take(batch_key(output["prompt_ids"], output["prompt_mask"]))
+        _check_completions(rollout, output["completion_ids"])
         mode = "train" if self.model.training else "eval"
         width = output["completion_ids"].shape[1]
         device = output["completion_ids"].device
@@ -339,21 +408,35 @@ class HRPOTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------ forward / loss
     def _compute_loss(self, model, inputs):
+        self._replay.discard()
+        self._replay_gap.discard()
+        key = batch_key(
+            torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1),
+            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1),
+        )
         if self.gate is not None:
-            self._replay = {k: inputs[k] for k in (*_REPLAY_KEYS, "sampling_per_token_logps") if k in inputs}
-            self._replay["completion_mask"] = inputs["completion_mask"]
-        self._replay_gap = []
+            replay = {k: inputs[k] for k in (*_REPLAY_KEYS, "sampling_per_token_logps") if k in inputs}
+            replay["completion_mask"] = inputs["completion_mask"]
+            self._replay.put(replay, key)
+            self._loss_forwards = 0
         # The rollout's log-probs are at the sampling temperature and serve only the replay check. TRL would use
         # them for off-policy masking against the loss log-probs (another temperature by default); HRPO is
         # on-policy (num_iterations=1, no vLLM), so TRL's fallback -- the detached current log-probs -- is exact.
         inputs = {k: v for k, v in inputs.items() if k != "sampling_per_token_logps"}
         try:
             loss = super()._compute_loss(model, inputs)
+            if self._replay.pending:
+                raise HandOffError(
+                    "replay inputs: TRL's _compute_loss did not compute the policy log-probs through "
+                    "_get_per_token_logps_and_entropies, so the loss never saw the hybrid inputs"
+                )
         finally:
-            self._replay = None
-        if self._replay_gap:
+            self._replay.discard()
+            self._loss_forwards = None
+        gaps = self._replay_gap.take(key) if self._replay_gap.pending else []
+        if gaps:
             # Max |log p(loss forward) - log p(rollout)|: ~1e-6 in fp32 when replay is exact (on-policy).
-            gap = self.accelerator.gather(torch.stack(self._replay_gap).max()[None]).max()
+            gap = self.accelerator.gather(torch.stack(gaps).max()[None]).max()
             mode = "train" if self.model.training else "eval"
             self._metrics[mode]["hybrid/replay_logp_gap"].append(gap.item())
         return loss
@@ -372,7 +455,18 @@ class HRPOTrainer(GRPOTrainer):
         if any(v is not None for v in multimodal.values()):
             raise NotImplementedError("HRPOTrainer supports text-only models")
         unwrapped = self.accelerator.unwrap_model(model)
-        replay = self._replay
+        # The policy forward of _compute_loss takes the replay inputs put there for this very batch; every other
+        # call (reference log-probs while scoring) finds none and uses plain token inputs.
+        if self._loss_forwards is not None:
+            self._loss_forwards += 1
+            if self._loss_forwards > 1:
+                raise HandOffError(
+                    "replay inputs: TRL's _compute_loss ran a second forward through "
+                    "_get_per_token_logps_and_entropies; HRPOTrainer supports exactly one (the policy's)"
+                )
+        key = batch_key(input_ids, attention_mask) if self._replay.pending else None
+        replay = self._replay.take(key) if key is not None else None
+        gaps: list[torch.Tensor] = []
         batch_size = batch_size or input_ids.size(0)
         logps, entropies, aux = [], [], []
         for start in range(0, input_ids.size(0), batch_size):
@@ -417,11 +511,13 @@ class HRPOTrainer(GRPOTrainer):
                 rollout_logps = replay["sampling_per_token_logps"][start : start + batch_size]
                 valid = replay["completion_mask"][start : start + batch_size].bool()
                 gap = (replayed.float() - rollout_logps).abs().masked_fill(~valid, 0.0)
-                self._replay_gap.append(gap.max())
+                gaps.append(gap.max())
             if compute_entropy:
                 entropies.append(outputs.entropy[:, -logits_to_keep:])
             if compute_aux_loss:
                 aux.append(outputs.aux_loss)
+        if replay is not None:
+            self._replay_gap.put(gaps, key)
         return (
             torch.cat(logps),
             torch.cat(entropies) if compute_entropy else None,
@@ -480,28 +576,21 @@ class HRPOTrainer(GRPOTrainer):
             self._sync_gate_master()  # the fp32 values to save under DeepSpeed bf16 (a collective)
             with _gathered(list(self.gate.parameters())):  # collective under ZeRO-3: every rank enters
                 if self.args.should_save:
-                    args: HRPOConfig = self.args
-                    decoding = {"delimiter": args.delimiter, "temperature": args.temperature, "top_k": args.top_k,
-                                "top_p": args.top_p}  # fmt: skip
-                    save_gate(self.gate, output_dir, decoding=decoding)
+                    save_gate(self.gate, output_dir, decoding=self.args.decoding)
         if self.args.should_save:
             self._write_run_config(Path(output_dir))
 
     def _write_run_config(self, folder: Path) -> None:
         model = self.accelerator.unwrap_model(self.model)
-        base = getattr(getattr(model, "config", None), "_name_or_path", None)
-        run = {
-            "base_model": base,
-            "hybrid": self.args.hybrid,
-            "peft": hasattr(model, "peft_config"),
-            "args": {
-                k: v
-                for k, v in asdict(self.args).items()
-                if isinstance(v, (str, int, float, bool, type(None)))
-            },
-        }
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / RUN_CONFIG).write_text(json.dumps(run, indent=2) + "\n")
+        args: HRPOConfig = self.args
+        write_run_info(
+            folder,
+            base_model=getattr(getattr(model, "config", None), "_name_or_path", None),
+            hybrid=args.hybrid,
+            peft=hasattr(model, "peft_config"),
+            decoding=args.decoding,
+            args=asdict(args),
+        )
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
@@ -510,7 +599,7 @@ class HRPOTrainer(GRPOTrainer):
                 Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             )
             # Written last: a folder without it was interrupted mid-save and is never resumed from.
-            (folder / COMPLETE_MARKER).write_text(json.dumps({"global_step": self.state.global_step}) + "\n")
+            write_complete_marker(folder, self.state.global_step)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -521,7 +610,7 @@ class HRPOTrainer(GRPOTrainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
         if resume_from_checkpoint == "latest" or resume_from_checkpoint is True:
-            resume_from_checkpoint = latest_complete_checkpoint(self.args.output_dir)
+            resume_from_checkpoint = latest_complete(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise IncompleteCheckpointError(
                     f"resume_from_checkpoint=latest but {self.args.output_dir} holds no complete checkpoint"
@@ -531,26 +620,14 @@ class HRPOTrainer(GRPOTrainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 
-def check_checkpoint_complete(folder: str | os.PathLike) -> None:
-    """Raise :class:`IncompleteCheckpointError` unless ``folder`` is a completely written checkpoint."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise IncompleteCheckpointError(f"checkpoint {path} does not exist")
-    if not (path / COMPLETE_MARKER).is_file():
-        raise IncompleteCheckpointError(
-            f"checkpoint {path} is incomplete ({COMPLETE_MARKER} missing): the run stopped while saving it. Resume "
-            "from an earlier checkpoint, or pass --resume_from_checkpoint latest to pick the newest complete one."
+def _check_completions(rollout: Rollout, completion_ids: torch.Tensor) -> None:
+    """The batch TRL built from a rollout holds that rollout's completions, row by row (else raise)."""
+    rows, width = completion_ids.shape
+    if rollout.completion_ids.shape[0] != rows:
+        raise HandOffError(
+            f"rollout: {rollout.completion_ids.shape[0]} rows decoded but TRL's batch has {rows}"
         )
-
-
-def latest_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, or None."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    steps = []
-    for child in folder.iterdir():
-        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", child.name)
-        if match and (child / COMPLETE_MARKER).is_file():
-            steps.append((int(match.group(1)), child))
-    return str(max(steps)[1]) if steps else None
+    mask = _fit_columns(rollout.completion_mask, width).bool().to(completion_ids.device)
+    decoded = _fit_columns(rollout.completion_ids, width).to(completion_ids.device)
+    if not torch.equal(decoded[mask], completion_ids[mask]):
+        raise HandOffError("rollout: TRL's batch holds other completion tokens than the rollout decoded")

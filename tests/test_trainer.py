@@ -10,9 +10,9 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 
-from hrpo.checkpoint import load_gate
+from hrpo.checkpoint import COMPLETE_MARKER, IncompleteCheckpointError, latest_complete, load_gate
 from hrpo.config import HRPOConfig
-from hrpo.trainer import COMPLETE_MARKER, HRPOTrainer, IncompleteCheckpointError, latest_complete_checkpoint
+from hrpo.trainer import HandOff, HandOffError, HRPOTrainer, batch_key
 from tests.conftest import REPO_ROOT, build_tiny_model
 
 
@@ -117,11 +117,11 @@ def test_checkpoints_hold_gate_and_marker_and_resume_continues(smol_tokenizer, t
         assert json.loads((folder / "hrpo_run.json").read_text())["hybrid"] is True
     gate = load_gate(run / "checkpoint-3", hidden_size=64)
     assert torch.equal(gate.Lambda, trainer.gate.Lambda.detach().cpu())
-    assert latest_complete_checkpoint(run) == str(run / "checkpoint-3")
+    assert latest_complete(run) == str(run / "checkpoint-3")
 
     # A checkpoint interrupted mid-save (no marker) is refused; `latest` skips it.
     (run / "checkpoint-3" / COMPLETE_MARKER).unlink()
-    assert latest_complete_checkpoint(run) == str(run / "checkpoint-2")
+    assert latest_complete(run) == str(run / "checkpoint-2")
     resumed = make_trainer(smol_tokenizer, tmp_path, max_steps=3, save_strategy="no")
     with pytest.raises(IncompleteCheckpointError, match="incomplete"):
         resumed.train(resume_from_checkpoint=str(run / "checkpoint-3"))
@@ -221,7 +221,7 @@ def test_rollouts_get_checkpointing_kwargs_and_log_the_authors_hidden_ratio(
 
     def keep_rollout(*args, **kwargs):
         result = generate(*args, **kwargs)
-        kept.append(trainer._last_rollout)
+        kept.append(trainer._last_rollout.peek())
         return result
 
     trainer._generate_single_turn = keep_rollout
@@ -245,14 +245,15 @@ def test_gate_stays_in_the_graph_without_thinking_slots(smol_tokenizer, tmp_path
     trainer = make_trainer(smol_tokenizer, tmp_path)
     ids = torch.randint(0, 1000, (2, 9))
     mask = torch.ones_like(ids)
-    trainer._replay = {
+    replay = {
         "thinking_mask": torch.zeros(2, 4, dtype=torch.bool),
         "latent_ids": torch.zeros(2, 4, 50, dtype=torch.int32),
         "latent_probs": torch.full((2, 4), 1.0).unsqueeze(-1).expand(2, 4, 50) / 50,
         "completion_mask": torch.ones(2, 4),
     }
+    trainer._replay.put(replay, batch_key(ids, mask))
     logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, logits_to_keep=4)
-    trainer._replay = None
+    assert not trainer._replay.pending and trainer._replay_gap.take(batch_key(ids, mask)) == []
     logps.sum().backward()
     for name, p in trainer.gate.named_parameters():
         assert p.grad is not None, name
@@ -315,3 +316,78 @@ def test_loss_head_gives_raw_logit_and_sampling_log_probs_from_one_forward():
     assert not torch.allclose(out.log_probs[scored], at(0.5), atol=1e-3)
     assert out.log_probs[~scored].abs().max() == 0 and out.log_probs.requires_grad
     assert not out.sampling_log_probs.requires_grad
+
+
+def test_hand_off_is_taken_once_by_its_own_batch():
+    ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    hand = HandOff("rollout", "_generate_single_turn", "_generate_and_score_completions")
+    with pytest.raises(HandOffError, match="found no value from _generate_single_turn"):
+        hand.take(batch_key(ids, mask))
+    hand.put("value", batch_key(ids, mask))
+    with pytest.raises(HandOffError, match="second value"):
+        hand.put("again", batch_key(ids, mask))
+    assert hand.take(batch_key(ids, mask)) == "value" and not hand.pending
+    hand.put("value", batch_key(ids, mask))
+    other = ids.flip(0), mask.flip(0)  # same shape and tokens, other rows order: another batch
+    with pytest.raises(HandOffError, match="another batch"):
+        hand.take(batch_key(*other))
+    assert not hand.pending  # a refused value is not handed out later
+    assert batch_key(ids.masked_fill(mask == 0, 3), mask) == batch_key(ids, mask)  # padding ids do not count
+
+
+def test_a_rollout_of_another_batch_is_refused(smol_tokenizer, tmp_path):
+    """TRL's batch must hold the rollout's completions: a stale or foreign rollout fails loudly."""
+    trainer = make_trainer(smol_tokenizer, tmp_path)
+    trainer.model.train()
+    generate = trainer._generate_single_turn
+
+    def swap_rows(*args, **kwargs):
+        completion_ids, logprobs = generate(*args, **kwargs)
+        rollout = trainer._last_rollout.peek()
+        rollout.completion_ids = rollout.completion_ids.roll(1, dims=1)  # not what TRL was handed
+        return completion_ids, logprobs
+
+    trainer._generate_single_turn = swap_rows
+    torch.manual_seed(0)
+    with pytest.raises(HandOffError, match="other completion tokens"):
+        trainer._generate_and_score_completions([dict(toy_dataset(1)[0]) for _ in range(4)])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"pad_to_multiple_of": 8}, "pad_to_multiple_of"),
+        ({"generation_kwargs": {"top_k": 5}}, "generation_kwargs"),
+        ({"cache_implementation": "static"}, "cache_implementation"),
+        ({"use_transformers_paged": True}, "use_transformers_paged"),
+        ({"use_transformers_continuous_batching": True}, "use_transformers_continuous_batching"),
+        ({"vllm_mode": "server"}, "vllm_mode"),
+        ({"use_liger_kernel": True}, "use_liger_kernel"),
+        ({"fsdp": "full_shard"}, "fsdp"),
+        ({"ds3_gather_for_generation": False}, "ds3_gather_for_generation"),
+        ({"off_policy_mask_threshold": 0.5}, "off_policy_mask_threshold"),
+        ({"min_p": 0.1}, "min_p"),
+        ({"repetition_penalty": 1.1}, "repetition_penalty"),
+    ],
+)
+def test_ignored_grpo_fields_are_refused_by_name(overrides, field, tmp_path):
+    settings = {"output_dir": str(tmp_path), "use_cpu": True, "per_device_train_batch_size": 4, **overrides}
+    with pytest.raises(ValueError, match=rf"^{field}=.* is not supported by HRPOTrainer: "):
+        HRPOConfig(**settings)
+
+
+def test_decoding_settings_come_from_the_config(tmp_path):
+    from hrpo.decoding import DecodingSettings
+
+    config = HRPOConfig(output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4, top_k=20)
+    assert config.decoding == DecodingSettings(delimiter="####", temperature=0.5, top_k=20, top_p=1.0)
+    defaults = HRPOConfig(output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=4)
+    assert defaults.decoding == DecodingSettings()  # one set of defaults
+    decode = config.decoding.decode_config(12, hybrid=True, eos_token_ids=(2,))
+    assert (decode.sampling.temperature, decode.sampling.top_k, decode.delimiter, decode.max_new_tokens) == (
+        0.5,
+        20,
+        "####",
+        12,
+    )
