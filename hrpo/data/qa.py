@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from hrpo.benchmarks import check_split
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike | None
 FLASHRAG = "RUC-NLPIR/FlashRAG_datasets"
+FLASHRAG_FMT = "FlashRAG jsonl {id, question, golden_answers}"
 
 
 def format_passage(title: str, text: str) -> str:
@@ -81,19 +83,28 @@ def _qa_row(prefix: str):
     return convert
 
 
+def _fetch_qa(
+    prefix: str,
+    local: list[str],
+    fmt: str,
+    read: Callable[..., list[Row]],
+    hub: tuple[str, str, str] | None,
+    data_dir: PathLike,
+    policy: BadRowPolicy | None,
+) -> list[Row]:
+    """:func:`~hrpo.data.sources.fetch` with the QA converter (ids ``<prefix>/<id>``); ``hub`` = FlashRAG
+    ``(path, config, split)`` or ``None`` (local only)."""
+    return fetch(data_dir=data_dir, local=local, fmt=fmt, read=read, convert_local=_qa_row(prefix), hub=hub,
+                 policy=policy)  # fmt: skip
+
+
 def load_nq(split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None) -> list[Row]:
     """Natural Questions (open): ``test`` = NQ-open dev (3,610), ``train`` = NQ-open train (79,168)."""
     check_split("nq", split)
     local = {"test": "nq_open/NQ-open.dev.jsonl", "train": "nq_open/NQ-open.train.jsonl"}[split]
-    return fetch(
-        data_dir=data_dir,
-        local=[local, f"nq/{split}.jsonl"],
-        fmt="NQ-open jsonl {question, answer: [...]} or FlashRAG jsonl",
-        read=read_jsonl,
-        convert_local=_qa_row(f"nq/{split}"),
-        hub=(FLASHRAG, "nq", split),
-        policy=policy,
-    )
+    fmt = "NQ-open jsonl {question, answer: [...]} or FlashRAG jsonl"
+    return _fetch_qa(f"nq/{split}", [local, f"nq/{split}.jsonl"], fmt, read_jsonl, (FLASHRAG, "nq", split),
+                     data_dir, policy)  # fmt: skip
 
 
 def load_triviaqa(
@@ -102,15 +113,9 @@ def load_triviaqa(
     """TriviaQA ``test`` as in FlashRAG (11,313; unfiltered dev). Locally the 1,000-question subset is used
     when the full ``triviaqa/test.jsonl`` is absent (a warning says so)."""
     check_split("triviaqa", split)
-    rows = fetch(
-        data_dir=data_dir,
-        local=["triviaqa/test.jsonl", "triviaqa/test_subsample1000.jsonl"],
-        fmt="FlashRAG jsonl {id, question, golden_answers}",
-        read=read_jsonl,
-        convert_local=_qa_row("triviaqa/test"),
-        hub=(FLASHRAG, "triviaqa", "test"),
-        policy=policy,
-    )
+    local = ["triviaqa/test.jsonl", "triviaqa/test_subsample1000.jsonl"]
+    rows = _fetch_qa("triviaqa/test", local, FLASHRAG_FMT, read_jsonl, (FLASHRAG, "triviaqa", "test"),
+                     data_dir, policy)  # fmt: skip
     if len(rows) < 11313:
         logger.warning("TriviaQA: only %d questions (the local file is a subset of the 11,313)", len(rows))
     return rows
@@ -123,28 +128,15 @@ def load_hotpotqa(
     their 10 paragraphs as ``contexts``)."""
     check_split("hotpotqa", split)
     if split == "dev_ircot500":
-        return fetch(
-            data_dir=data_dir,
-            local=["hotpotqa/ircot_dev_subsampled_500.jsonl"],
-            fmt="IRCoT jsonl",
-            read=read_jsonl,
-            convert_local=_qa_row("hotpotqa/dev"),
-            hub=None,
-            policy=policy,
-        )
+        local = ["hotpotqa/ircot_dev_subsampled_500.jsonl"]
+        return _fetch_qa("hotpotqa/dev", local, "IRCoT jsonl", read_jsonl, None, data_dir, policy)
     local = {
         "dev": ["hotpotqa/hotpotqa_dev_questions_and_answers.json", "hotpotqa/hotpot_dev_distractor_v1.json"],
         "train": ["hotpotqa/hotpot_train_v1.1.json", "hotpotqa/hotpotqa_train_questions_and_answers.json"],
     }[split]
-    return fetch(
-        data_dir=data_dir,
-        local=local,
-        fmt="JSON list of {question, answer} (official HotpotQA JSON works too)",
-        read=read_json_list,
-        convert_local=_qa_row(f"hotpotqa/{split}"),
-        hub=(FLASHRAG, "hotpotqa", split),
-        policy=policy,
-    )
+    fmt = "JSON list of {question, answer} (official HotpotQA JSON works too)"
+    return _fetch_qa(f"hotpotqa/{split}", local, fmt, read_json_list, (FLASHRAG, "hotpotqa", split),
+                     data_dir, policy)  # fmt: skip
 
 
 def load_2wiki(
@@ -152,15 +144,10 @@ def load_2wiki(
 ) -> list[Row]:
     """2WikiMultihopQA ``dev`` (12,576)."""
     check_split("2wiki", split)
-    return fetch(
-        data_dir=data_dir,
-        local=["2wikimultihopqa/2wikimultihopqa_dev_questions_and_answers.json", "2wikimultihopqa/dev.json"],
-        fmt="JSON list of {question, answer} (official 2Wiki dev.json works too)",
-        read=read_json_list,
-        convert_local=_qa_row("2wiki/dev"),
-        hub=(FLASHRAG, "2wikimultihopqa", "dev"),
-        policy=policy,
-    )
+    local = ["2wikimultihopqa/2wikimultihopqa_dev_questions_and_answers.json", "2wikimultihopqa/dev.json"]
+    fmt = "JSON list of {question, answer} (official 2Wiki dev.json works too)"
+    return _fetch_qa("2wiki/dev", local, fmt, read_json_list, (FLASHRAG, "2wikimultihopqa", "dev"),
+                     data_dir, policy)  # fmt: skip
 
 
 def load_bamboogle(
@@ -168,12 +155,5 @@ def load_bamboogle(
 ) -> list[Row]:
     """Bamboogle ``test`` (125, FlashRAG format; some answers are lower-cased as in FlashRAG)."""
     check_split("bamboogle", split)
-    return fetch(
-        data_dir=data_dir,
-        local=["bamboogle/test.jsonl"],
-        fmt="FlashRAG jsonl {id, question, golden_answers}",
-        read=read_jsonl,
-        convert_local=_qa_row("bamboogle"),
-        hub=(FLASHRAG, "bamboogle", "test"),
-        policy=policy,
-    )
+    return _fetch_qa("bamboogle", ["bamboogle/test.jsonl"], FLASHRAG_FMT, read_jsonl,
+                     (FLASHRAG, "bamboogle", "test"), data_dir, policy)  # fmt: skip
