@@ -149,3 +149,13 @@ def test_missing_shared_data_skips_locally_but_fails_under_ci(tmp_path, monkeypa
     with pytest.raises(pytest.fail.Exception, match="CI must provide it"):
         require_shared_data(absent)
     assert require_shared_data(tmp_path) == tmp_path
+
+
+def test_the_registry_is_plain_data():
+    """Everything may import the registry, so it imports nothing of the project, lm-eval or the leaderboard."""
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "hrpo" / "benchmarks.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "dataclasses"}, imported

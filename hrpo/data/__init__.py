@@ -1,5 +1,6 @@
-"""Benchmark data for HRPO: one row schema (:mod:`hrpo.data.rows`), loaders for every benchmark of the paper
-(hub or a local directory, :mod:`hrpo.data.sources`), and the merged training sets (:mod:`hrpo.data.build`).
+"""Benchmark data for HRPO: one row schema (:mod:`hrpo.data.rows`), loaders for every benchmark of the registry
+:mod:`hrpo.benchmarks` (hub or a local directory, :mod:`hrpo.data.sources`), and the merged training sets
+(:mod:`hrpo.data.build`).
 
 Typical use::
 
