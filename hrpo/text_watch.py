@@ -7,11 +7,11 @@ drives are sticky (thinking ends for good; a stopped row stays stopped): an occu
 already seen at its own step. Decoding text (not matching token ids) keeps it correct when ``####`` is split
 over several tokens or fused into one such as ``" ####"``.
 
-Most steps need no decoding at all: an occurrence that ends in the newest token takes at least one of its
-characters from that token, so a newest token whose own text holds no character of any target (and no
-incomplete byte sequence) cannot end one. Each token id's own text is decoded once per watcher and remembered.
-Targets holding whitespace skip this shortcut (some tokenizers drop a token's leading space when it is decoded
-alone).
+Most steps need no decoding at all: an occurrence that ends in the newest token has its last character in
+that token, so a newest token whose own text holds no target's last character (``#`` for ``####``, ``>`` for
+``<|im_end|>``) and no incomplete byte sequence cannot end one. Each token id's own text is decoded once per
+watcher and remembered. Targets ending in whitespace skip this shortcut (some tokenizers drop a token's leading
+space when it is decoded alone).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class SubstringWatcher:
         # Every token decodes to >= 1 character, except byte-fallback pieces of a multi-byte character (<= 4
         # per character); 4 tokens per character plus slack covers any occurrence ending in the newest token.
         self.window = window if window is not None else 4 * longest + 4
-        self._chars = set("".join(self.targets))
+        self._chars = {t[-1] for t in self.targets}  # an occurrence ending in a token holds its last char
         self._shortcut = not any(c.isspace() for c in self._chars)
         self._may_end: dict[int, bool] = {}  # token id -> its own text could end an occurrence
 

@@ -68,8 +68,15 @@ def test_tokens_without_target_characters_are_not_decoded(name, request):
     assert watcher.scan(torch.tensor([ids]), torch.tensor([True]))[0]
 
 
-def test_whitespace_targets_always_decode(smol_tokenizer):
-    watcher = SubstringWatcher(smol_tokenizer, ["\n\nQuestion"])
+def test_only_tokens_holding_a_last_character_are_decoded(qwen_tokenizer):
+    watcher = SubstringWatcher(qwen_tokenizer, ["<|im_end|>", "</s>"])
+    ids = _ids(qwen_tokenizer, ["end", "<", "|", ">\n", "s"])
+    assert watcher.may_end(ids) == [False, False, False, True, False]
+    assert scan_all_prefixes(watcher, _ids(qwen_tokenizer, ["so", "</", "s", ">", "x"])) == 4
+
+
+def test_targets_ending_in_whitespace_always_decode(smol_tokenizer):
+    watcher = SubstringWatcher(smol_tokenizer, ["Question:\n"])
     assert watcher.may_end([1, 2, 3]) == [True, True, True]
 
 
