@@ -15,13 +15,13 @@ accelerate data parallelism -- is inherited unchanged.
 ``model_args`` (``--model_args key=value,...``):
 
 =============  ========================================================================================
-pretrained     base model folder or hub id; default: the checkpoint's ``hrpo_run.json`` ``base_model``
-               (or the checkpoint itself when it holds full weights, or the adapter's base model)
+pretrained     base model folder or hub id; default: the checkpoint's base model
+               (:class:`hrpo.checkpoint.CheckpointInfo`: ``hrpo_run.json``, the full weights, or the adapter's)
 checkpoint     training output / ``checkpoint-N`` folder: PEFT LoRA adapter and/or ``hrpo_gate.*``
 latent         ``on``/``off`` (default on): hybrid inputs while thinking; off = plain token decoding
-temperature    tau of the latent (and of sampling); default: the gate's ``decoding`` block, else 0.5
-top_k, top_p   truncation of the latent's distribution; default: the gate's ``decoding`` block, else 50 / 1.0
-delimiter      answer delimiter that ends thinking; default: the gate's ``decoding`` block, else ``####``
+temperature    tau of the latent (and of sampling); default: the checkpoint's decoding settings, else 0.5
+top_k, top_p   truncation of the latent's distribution; default: the checkpoint's decoding settings, else 50 / 1.0
+delimiter      answer delimiter that ends thinking; default: the checkpoint's decoding settings, else ``####``
 greedy         unset = follow the task (``do_sample``); true = always argmax; false = always sample at tau
 merge_lora     merge the LoRA adapter into the weights (default true)
 dtype, device  as for ``hf`` (any other ``hf`` argument works too, e.g. ``batch_size``, ``max_length``)
@@ -45,6 +45,10 @@ sqlite file per path, so the model's identity must live in the path: :meth:`HRPO
 ``hrpo eval``) appends a digest of :attr:`HybridSettings.identity` (base model, checkpoint, latent, tau, top-k,
 top-p, delimiter, greedy override). A cache file without that digest gets a warning.
 
+Run info. :meth:`HRPOLM.get_model_info` records the resolved settings plus the run's ``method`` (HRPO / GRPO /
+base), ``tau``, ``r_min``, ``seed`` and ``base_model`` under ``hrpo`` in lm-eval's results ``config``, so the
+leaderboard reads results files only.
+
 Errors. A missing checkpoint folder, a folder with neither gate, adapter nor model, or a gate whose hidden size
 does not fit the base model (read from its ``config.json``) raise :class:`hrpo.checkpoint.GateCheckpointError`
 before any weights load.
@@ -53,29 +57,22 @@ before any weights load.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from hrpo.checkpoint import GateCheckpointError, has_gate, load_gate, read_gate_config
+from hrpo.checkpoint import CheckpointInfo, GateCheckpointError, load_gate, read_gate_config
+from hrpo.decoding import DecodingSettings
 from hrpo.gate import ThinkingGate
 from hrpo.generation import DecodeConfig, hybrid_generate
-from hrpo.latent import SamplingConfig
 
 logger = logging.getLogger(__name__)
 
-RUN_CONFIG = "hrpo_run.json"  # written by hrpo.trainer (kept literal: importing trl here is slow)
-ADAPTER_CONFIG = "adapter_config.json"
-DEFAULT_TEMPERATURE = 0.5
-DEFAULT_TOP_K = 50
-DEFAULT_DELIMITER = "####"
 # Task gen_kwargs the decode loop does not implement; they are ignored with a warning.
 _HANDLED_GEN_KWARGS = {"do_sample", "temperature", "top_k", "top_p"}
 
@@ -106,6 +103,27 @@ class HybridSettings:
     greedy: bool | None  # None: the task's do_sample decides
     gate_in_checkpoint: bool
     adapter_in_checkpoint: bool
+    # The run behind the checkpoint (not part of the identity: they follow from pretrained + checkpoint).
+    method: str = "base"  # HRPO / GRPO (hrpo_run.json's hybrid) or base (no run file)
+    r_min: float | None = None
+    seed: int | None = None
+
+    @property
+    def base_model(self) -> str | None:
+        return self.pretrained
+
+    @property
+    def tau(self) -> float:
+        return self.temperature
+
+    @property
+    def decoding(self) -> DecodingSettings:
+        return DecodingSettings(self.delimiter, self.temperature, self.top_k, self.top_p)
+
+    def run_info(self) -> dict[str, Any]:
+        """What the leaderboard needs to place a results file: method, tau, r_min, seed, base model."""
+        return {"method": self.method, "tau": self.tau, "r_min": self.r_min, "seed": self.seed,
+                "base_model": self.base_model}  # fmt: skip
 
     @property
     def identity(self) -> str:
@@ -119,26 +137,6 @@ class HybridSettings:
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.identity.encode()).hexdigest()[:12]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise GateCheckpointError(f"cannot read {path}: {err}") from err
-    return data if isinstance(data, dict) else {}
-
-
-def _check_checkpoint_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        raise GateCheckpointError(f"checkpoint folder {folder} does not exist")
-    if not any((folder / name).is_file() for name in (ADAPTER_CONFIG, "config.json", "hrpo_gate.json")):
-        nested = sorted(p.name for p in folder.glob("checkpoint-*") if p.is_dir())
-        hint = f"; it has {', '.join(nested)}: pass one of those" if nested else ""
-        raise GateCheckpointError(
-            f"{folder} holds no HRPO gate (hrpo_gate.json), LoRA adapter ({ADAPTER_CONFIG}) or model "
-            f"(config.json){hint}"
-        )
 
 
 def resolve_settings(
@@ -157,51 +155,32 @@ def resolve_settings(
     Raises :class:`GateCheckpointError` for an unusable checkpoint folder and ``ValueError`` when no base model
     can be determined.
     """
-    gate_meta: dict[str, Any] = {}
-    run: dict[str, Any] = {}
-    adapter: dict[str, Any] = {}
-    folder = Path(checkpoint) if checkpoint else None
-    if folder is not None:
-        _check_checkpoint_folder(folder)
-        if has_gate(folder):
-            gate_meta = read_gate_config(folder)
-        if (folder / RUN_CONFIG).is_file():
-            run = _read_json(folder / RUN_CONFIG)
-        if (folder / ADAPTER_CONFIG).is_file():
-            adapter = _read_json(folder / ADAPTER_CONFIG)
-        if pretrained is None:
-            full_model = (folder / "config.json").is_file() and not adapter
-            pretrained = (
-                str(folder) if full_model else run.get("base_model") or adapter.get("base_model_name_or_path")
-            )
+    info = CheckpointInfo.read(checkpoint) if checkpoint else None
+    if pretrained is None and info is not None:
+        pretrained = info.base_model
     if pretrained is None:
         raise ValueError(
             "no base model: pass pretrained=<path or hub id> (or a checkpoint with hrpo_run.json)"
         )
-
-    decoding = gate_meta.get("decoding") or {}
-    run_args = run.get("args") or {}
-
-    def pick(explicit: Any, key: str, default: Any) -> Any:
-        for value in (explicit, decoding.get(key), run_args.get(key)):
-            if value is not None:
-                return value
-        return default
-
+    trained = info.decoding if info is not None else DecodingSettings()
+    decoding = trained.override(temperature=temperature, top_k=top_k, top_p=top_p, delimiter=delimiter)
     want_latent = parse_switch(latent, "latent")
+    gate_in_checkpoint = bool(info and info.has_gate)
     settings = HybridSettings(
         pretrained=str(pretrained),
-        checkpoint=str(folder) if folder is not None else None,
-        latent=bool(want_latent) and (bool(gate_meta) or gate_given),
-        temperature=float(pick(temperature, "temperature", DEFAULT_TEMPERATURE)),
-        top_k=int(pick(top_k, "top_k", DEFAULT_TOP_K)),
-        top_p=float(pick(top_p, "top_p", 1.0)),
-        delimiter=str(pick(delimiter, "delimiter", DEFAULT_DELIMITER)),
+        checkpoint=str(info.folder) if info is not None else None,
+        latent=bool(want_latent) and (gate_in_checkpoint or gate_given),
+        temperature=decoding.temperature,
+        top_k=decoding.top_k,
+        top_p=decoding.top_p,
+        delimiter=decoding.delimiter,
         greedy=parse_switch(greedy, "greedy"),
-        gate_in_checkpoint=bool(gate_meta),
-        adapter_in_checkpoint=bool(adapter),
+        gate_in_checkpoint=gate_in_checkpoint,
+        adapter_in_checkpoint=bool(info and info.has_adapter),
+        method=info.method if info is not None else "base",
+        r_min=info.r_min if info is not None else None,
+        seed=info.seed if info is not None else None,
     )
-    SamplingConfig(settings.temperature, settings.top_k, settings.top_p)  # validates the values
     if want_latent and not settings.latent:
         logger.warning("latent=on but no gate (checkpoint without hrpo_gate.*): decoding with plain tokens")
     return settings
@@ -325,11 +304,11 @@ class HRPOLM(HFLM):
             temperature = task_temperature if task_temperature > 0 else temperature
             top_k = int(gen_kwargs.get("top_k") or top_k)
             top_p = float(gen_kwargs.get("top_p") or top_p)
-        return DecodeConfig(
-            max_new_tokens=max(1, int(max_new_tokens)),
-            sampling=SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p, greedy=not sample),
+        return s.decoding.decode_config(
+            max(1, int(max_new_tokens)),
             hybrid=self.gate is not None,
-            delimiter=s.delimiter,
+            greedy=not sample,
+            sampling={"temperature": temperature, "top_k": top_k, "top_p": top_p},
             stop_strings=tuple(x for x in stop if x),
             record_logprobs=False,  # scores come from the text; skips a full-vocab log-softmax per step
         )
@@ -350,7 +329,8 @@ class HRPOLM(HFLM):
         super().set_cache_hook(cache_hook)
 
     def get_model_info(self) -> dict:
-        return {**super().get_model_info(), "hrpo": asdict(self.settings)}
+        """HFLM's info plus ``hrpo``: the resolved settings and the run's method, tau, r_min, seed, base model."""
+        return {**super().get_model_info(), "hrpo": {**asdict(self.settings), **self.settings.run_info()}}
 
 
 def _object_name(model: torch.nn.Module) -> str:

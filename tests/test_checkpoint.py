@@ -74,3 +74,79 @@ def test_truncated_or_mismatched_weights(tmp_path):
     (tmp_path / GATE_WEIGHTS).unlink()
     with pytest.raises(GateCheckpointError, match="incomplete"):
         load_gate(tmp_path)
+
+
+def test_checkpoint_info_reads_what_the_writers_wrote(tmp_path):
+    from hrpo.checkpoint import RUN_CONFIG, CheckpointInfo, write_run_info
+    from hrpo.decoding import DecodingSettings
+
+    decoding = DecodingSettings(delimiter="####", temperature=0.7, top_k=20)
+    save_gate(ThinkingGate(GateConfig(8, r_min=0.95)), tmp_path, decoding=decoding)
+    write_run_info(tmp_path, "base/model", hybrid=True, peft=True, decoding=decoding,
+                   args={"seed": 3, "r_min": 0.95, "temperature": 0.7, "lora_target_modules": ["q_proj"]})  # fmt: skip
+    run = json.loads((tmp_path / RUN_CONFIG).read_text())
+    assert run["decoding"] == decoding.to_dict() and "lora_target_modules" not in run["args"]  # scalars only
+    info = CheckpointInfo.read(tmp_path)
+    assert (info.base_model, info.method, info.tau, info.r_min, info.seed) == (
+        "base/model",
+        "HRPO",
+        0.7,
+        0.95,
+        3,
+    )
+    assert info.decoding == decoding and info.has_gate and info.has_run_info and not info.has_adapter
+
+    grpo = tmp_path / "grpo"
+    write_run_info(grpo, "base/model", hybrid=False, peft=True, decoding=DecodingSettings(), args={"seed": 1})
+    (grpo / "config.json").write_text("{}")  # full weights: the folder is its own base model
+    info = CheckpointInfo.read(grpo)
+    assert (info.method, info.r_min, info.base_model, info.has_full_model) == ("GRPO", None, str(grpo), True)
+
+    gate_only = tmp_path / "gate_only"  # no run file: decoding from the gate block, else the defaults
+    save_gate(ThinkingGate(GateConfig(8)), gate_only, decoding={"top_k": 7})
+    info = CheckpointInfo.read(gate_only)
+    assert (info.method, info.decoding, info.base_model) == ("base", DecodingSettings(top_k=7), None)
+
+
+def test_checkpoint_info_refuses_unusable_folders(tmp_path):
+    from hrpo.checkpoint import CheckpointInfo
+
+    with pytest.raises(GateCheckpointError, match="does not exist"):
+        CheckpointInfo.read(tmp_path / "missing")
+    (tmp_path / "checkpoint-5").mkdir()
+    with pytest.raises(
+        GateCheckpointError, match=r"holds no HRPO gate .* it has checkpoint-5: pass one of those"
+    ):
+        CheckpointInfo.read(tmp_path)
+
+
+def test_completion_marker_and_latest_complete(tmp_path):
+    from hrpo.checkpoint import (
+        COMPLETE_MARKER,
+        IncompleteCheckpointError,
+        check_checkpoint_complete,
+        latest_complete,
+        write_complete_marker,
+    )
+
+    assert latest_complete(tmp_path / "nothing") is None
+    for step in (2, 10, 11):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (2, 10):
+        write_complete_marker(tmp_path / f"checkpoint-{step}", step)
+    assert latest_complete(tmp_path) == str(tmp_path / "checkpoint-10")  # numeric order; 11 is incomplete
+    assert json.loads((tmp_path / "checkpoint-10" / COMPLETE_MARKER).read_text()) == {"global_step": 10}
+    check_checkpoint_complete(tmp_path / "checkpoint-2")
+    with pytest.raises(IncompleteCheckpointError, match="incomplete"):
+        check_checkpoint_complete(tmp_path / "checkpoint-11")
+    with pytest.raises(IncompleteCheckpointError, match="does not exist"):
+        check_checkpoint_complete(tmp_path / "checkpoint-99")
+
+
+def test_checkpoint_metadata_reads_without_torch():
+    """The leaderboard reads folders through hrpo.checkpoint: it must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, hrpo.checkpoint; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -127,3 +127,36 @@ def test_changed_gate_changes_generations_and_equals_the_core_loop(gate_checkpoi
     }
     for x in samples:
         assert x["resps"][0][0] == expected[x["arguments"][0][0]]
+
+
+def test_settings_come_from_the_checkpoint_info_and_explicit_values_win(gate_checkpoint, model_dir):
+    from hrpo.lm_eval_adapter import resolve_settings
+
+    s = resolve_settings(checkpoint=str(gate_checkpoint))
+    assert (s.pretrained, s.method, s.tau, s.r_min, s.top_k) == (str(model_dir), "HRPO", 0.7, 0.3, 20)
+    assert s.run_info() == {
+        "method": "HRPO",
+        "tau": 0.7,
+        "r_min": 0.3,
+        "seed": None,
+        "base_model": str(model_dir),
+    }
+    mine = resolve_settings(checkpoint=str(gate_checkpoint), temperature=0.9, top_k=5)
+    assert (mine.temperature, mine.top_k, mine.delimiter) == (0.9, 5, "####")
+    base = resolve_settings(pretrained=str(model_dir))
+    assert (base.method, base.tau, base.r_min, base.latent) == ("base", 0.5, None, False)
+    with pytest.raises(ValueError, match="top_k must be >= 0"):
+        resolve_settings(pretrained=str(model_dir), top_k=-1)
+
+
+def test_model_info_records_the_run_for_the_leaderboard(model_dir):
+    lm = HRPOLM(pretrained=str(model_dir), dtype="float32", device="cpu", latent="off")
+    info = lm.get_model_info()["hrpo"]
+    assert {k: info[k] for k in ("method", "tau", "r_min", "seed", "base_model")} == {
+        "method": "base",
+        "tau": 0.5,
+        "r_min": None,
+        "seed": None,
+        "base_model": str(model_dir),
+    }
+    assert info["latent"] is False and info["pretrained"] == str(model_dir)
