@@ -1,181 +1,21 @@
-"""Train with HRPO: ``python -m hrpo.train --config configs/gsm8k.yaml [--key value ...]`` (also ``hrpo train``).
+"""``python -m hrpo.train``: the ``hrpo train`` verb (:mod:`hrpo.commands.train`) for launchers that take a module.
 
-Launchers (the module runs under each of them unchanged)::
-
-    hrpo train --config configs/gsm8k.yaml                                   # one GPU or CPU
-    deepspeed --num_gpus 8 --module hrpo.train --config configs/gsm8k.yaml --deepspeed ds_configs/zero2.json
-    accelerate launch --config_file ds_configs/accelerate_zero2.yaml -m hrpo.train --config configs/gsm8k.yaml
-    torchrun --nproc_per_node 2 -m hrpo.train --config configs/gsm8k.yaml --deepspeed ds_configs/zero3.json
-
-Flags are TRL-style: a YAML ``--config`` gives defaults and any ``--key value`` overrides it. Three groups of
-flags are parsed together: :class:`HRPOScriptArguments` (data), :class:`hrpo.config.HRPOConfig` (training,
-``GRPOConfig`` + HRPO) and :class:`hrpo.config.HRPOModelConfig` (model, dtype, LoRA).
+deepspeed --num_gpus 8 --module hrpo.train --config configs/gsm8k.yaml --deepspeed ds_configs/zero2.json
+accelerate launch --config_file ds_configs/accelerate_zero2.yaml -m hrpo.train --config configs/gsm8k.yaml
+torchrun --nproc_per_node 2 -m hrpo.train --config configs/gsm8k.yaml --deepspeed ds_configs/zero3.json
 """
 
-from __future__ import annotations
-
-import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any
 
-# Kinds of training data: a benchmark loader (hrpo.data) or a jsonl file built by `hrpo data build`.
-TASK_BENCHMARKS = {"gsm8k": "gsm8k", "math": "math"}
-
-
-@dataclass
-class HRPOScriptArguments:
-    """What to train on."""
-
-    task: str = field(
-        default="gsm8k",
-        metadata={
-            "help": "Training data: 'gsm8k' or 'math' (benchmark train split via hrpo.data), or 'file' to "
-            "read --train_file (e.g. the merged mmlu/rag sets written by `hrpo data build`)."
-        },
-    )
-    train_file: str | None = field(
-        default=None,
-        metadata={"help": "jsonl of hrpo.data rows (id, question, gold, task, ...) for task=file."},
-    )
-    data_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Local benchmark folder (layout of ../shared/data); default $HRPO_DATA_DIR, else the hub."
-        },
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training rows."}
-    )
-    reward_compat: str = field(
-        default="fixed",
-        metadata={
-            "help": "'fixed' answer parsers (default) or 'original' to reproduce the released code's quirks."
-        },
-    )
-    math_verify: bool = field(
-        default=False, metadata={"help": "MATH: also accept symbolic equivalence (math-verify)."}
-    )
-    context_topk: int = field(default=3, metadata={"help": "RAG rows: how many contexts go into the prompt."})
-
-
-def _maybe_init_cpu_deepspeed(argv: list[str]) -> bool:
-    """On CPU, DeepSpeed must use gloo and be initialised before TrainingArguments sets up devices.
-
-    Returns True when it did so (a DeepSpeed run on a machine without CUDA).
-    """
-    wants_ds = "--deepspeed" in argv or any(a.startswith("--deepspeed=") for a in argv)
-    config = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
-    if not wants_ds and config and os.path.isfile(config):
-        import yaml
-
-        with open(config) as handle:
-            wants_ds = bool((yaml.safe_load(handle) or {}).get("deepspeed"))
-    if not wants_ds or "WORLD_SIZE" not in os.environ:
-        return False
-    import torch
-
-    if torch.cuda.is_available():
-        return False
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="gloo")
-    return True
-
-
-def load_training_rows(script_args: HRPOScriptArguments) -> list[dict[str, Any]]:
-    """Rows of the chosen training data (hrpo.data schema)."""
-    if script_args.task == "file":
-        if not script_args.train_file:
-            raise ValueError("task=file needs --train_file (a jsonl written by `hrpo data build ...`)")
-        from hrpo.data.build import read_rows
-
-        rows = read_rows(script_args.train_file)
-    elif script_args.task in TASK_BENCHMARKS:
-        from hrpo.data import load_benchmark
-
-        rows = load_benchmark(TASK_BENCHMARKS[script_args.task], "train", data_dir=script_args.data_dir)
-    else:
-        raise ValueError(f"unknown task {script_args.task!r}: use gsm8k, math or file (with --train_file)")
-    if script_args.max_train_samples:
-        rows = rows[: script_args.max_train_samples]
-    if not rows:
-        raise ValueError("the training data is empty")
-    return rows
-
-
-def build_dataset(rows: list[dict[str, Any]], delimiter: str, topk: int):
-    """A ``datasets.Dataset`` with TRL's conversational ``prompt`` column plus the scoring columns."""
-    from datasets import Dataset
-
-    from hrpo.prompts import add_prompt_column
-
-    return Dataset.from_list(add_prompt_column([dict(r) for r in rows], delimiter=delimiter, topk=topk))
-
-
-def summarize(trainer, model_args, rows: int) -> str:
-    """Start-up summary: model, trainable parameters per optimizer group, prompts/completions per step."""
-    args = trainer.args
-    lines = [f"model: {model_args.model_name_or_path} (hybrid={'on' if args.hybrid else 'off'})"]
-    for group in trainer.parameter_groups():
-        count = sum(p.numel() for p in group["params"])
-        lines.append(
-            f"  {group['name']:7s} {count:>12,d} params  lr {group['lr']:g}  wd {group['weight_decay']:g}"
-        )
-    completions = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
-    lines.append(
-        f"per optimizer step: {completions // args.num_generations} prompts x {args.num_generations} completions = "
-        f"{completions} completions; {rows} training prompts; max {args.max_completion_length} new tokens"
-    )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if _maybe_init_cpu_deepspeed(argv) and not any(a.startswith("--use_cpu") for a in argv):
-        # Without it accelerate would look for GPUs, see one process, and reject the batch sizes.
-        print("hrpo train: DeepSpeed without CUDA -> running on CPU (--use_cpu true)", flush=True)
-        argv += ["--use_cpu", "true"]
-    from trl import TrlParser, get_peft_config
-
-    from hrpo.config import HRPOConfig, HRPOModelConfig
-    from hrpo.rewards import make_reward_funcs, reward_weights
-    from hrpo.trainer import HRPOTrainer
-
-    parser = TrlParser((HRPOScriptArguments, HRPOConfig, HRPOModelConfig), prog="hrpo train")
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    if not model_args.model_name_or_path:
-        parser.error("--model_name_or_path is required (a hub id or a local model folder)")
-
-    rows = load_training_rows(script_args)
-    dataset = build_dataset(rows, training_args.delimiter, script_args.context_topk)
-    tasks = {r.get("task") for r in rows}
-    reward_funcs = make_reward_funcs(
-        tasks.pop() if len(tasks) == 1 else None,
-        delimiter=training_args.delimiter,
-        compat=script_args.reward_compat,
-        math_verify=script_args.math_verify,
-    )
-    if training_args.reward_weights is None:
-        training_args.reward_weights = reward_weights(reward_funcs)
-    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), "dtype": model_args.dtype}
-
-    trainer = HRPOTrainer(
-        model=model_args.model_name_or_path,
-        reward_funcs=reward_funcs,
-        args=training_args,
-        train_dataset=dataset,
-        peft_config=get_peft_config(model_args),
-    )
-    if trainer.accelerator.is_main_process:
-        print(summarize(trainer, model_args, len(rows)), flush=True)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        print(f"saved the trained adapter, gate and run config to {training_args.output_dir}", flush=True)
-    return 0
-
+from hrpo.commands.train import (  # noqa: F401  (the names scripts import from hrpo.train)
+    TASK_BENCHMARKS,
+    HRPOScriptArguments,
+    build_dataset,
+    build_parser,
+    load_training_rows,
+    main,
+    summarize,
+)
 
 if __name__ == "__main__":
     sys.exit(main())
