@@ -23,7 +23,9 @@ Conventions (also printed as the table's footnote):
 * result files of the same run (same model, model args, generation kwargs and ``limit``) are merged into one
   row; for a benchmark present in several, the newest file wins.
 
-Run metadata comes from the results' ``config``: ``model_args`` ``checkpoint=`` (the ``hrpo`` model) or
+Run metadata comes from the results' ``config``: the ``hrpo`` model records the method, τ, ``r_min``, seed and
+base model under ``config.hrpo`` (:meth:`hrpo.lm_eval_adapter.HRPOLM.get_model_info`). Otherwise (stock ``hf``, or
+results of an older adapter) ``model_args`` ``checkpoint=`` or
 ``pretrained=``/``peft=`` pointing at a folder with ``hrpo_run.json`` gives the method (``hybrid`` true = HRPO,
 false = GRPO), τ (``args.temperature``), ``r_min`` (``hrpo_gate.json``, else ``args.r_min``), the training seed
 and the base model; explicit ``method``/``tau``/``temperature``/``r_min``/``latent`` model args override them.
@@ -49,9 +51,10 @@ from typing import Any
 
 from hrpo import benchmarks as registry
 from hrpo.benchmarks import Benchmark
+from hrpo.checkpoint import GATE_CONFIG, RUN_CONFIG
 
-RUN_FILE = "hrpo_run.json"
-GATE_FILE = "hrpo_gate.json"
+RUN_FILE = RUN_CONFIG  # hrpo.checkpoint owns the folder's file names
+GATE_FILE = GATE_CONFIG
 MISSING = "–"
 
 
@@ -291,8 +294,13 @@ def load_run(path: str | Path) -> Run:
     for block in (config.get("hrpo"), data.get("hrpo")):  # resolved adapter settings, if recorded: fill gaps
         if isinstance(block, dict):
             args = {**{k: v for k, v in block.items() if isinstance(v, (str, int, float, bool))}, **args}
+    # The hrpo model records its run (method, tau, r_min, seed, base_model) in the results; only other models
+    # (stock hf on a training output) need the folder's run file.
+    recorded = next(
+        (b for b in (config.get("hrpo"), data.get("hrpo")) if isinstance(b, dict) and "method" in b), {}
+    )
     run_dir = None
-    for key in ("checkpoint", "peft", "pretrained", "model", "path"):
+    for key in () if recorded else ("checkpoint", "peft", "pretrained", "model", "path"):
         folder = _find_dir(args.get(key), path)
         if folder is not None and (folder / RUN_FILE).is_file():
             run_dir = folder
@@ -310,7 +318,7 @@ def load_run(path: str | Path) -> Run:
     if r_min is None and hybrid:
         r_min = _float((gate.get("gate") or {}).get("r_min", train.get("r_min")))
     latent = hybrid and not _off(args.get("latent", "on"))
-    model = run_cfg.get("base_model") if run_cfg else None
+    model = recorded.get("base_model") or (run_cfg.get("base_model") if run_cfg else None)
     model = model or args.get("pretrained") or data.get("model_name") or source
     named = args.get("checkpoint") or args.get("peft") or args.get("pretrained") or data.get("model_name")
     label = _short_model(named or source)
@@ -324,7 +332,7 @@ def load_run(path: str | Path) -> Run:
          config.get("limit")],
         sort_keys=True,
     )  # fmt: skip
-    seed = train.get("seed")
+    seed = recorded.get("seed", train.get("seed"))
     return Run(
         label=label,
         model=_short_model(model),

@@ -77,6 +77,20 @@ def test_hrpo_eval_end_to_end_and_clear_errors_before_loading(
     assert hybrid["latent"] and hybrid["adapter_in_checkpoint"] and hybrid["gate_in_checkpoint"]
     assert results["configs"]["hrpo_gsm8k"]["generation_kwargs"]["max_gen_toks"] == 8
 
+    # The results file alone places the run on the leaderboard (the folder's run file is not read).
+    from hrpo import leaderboard
+
+    assert (hybrid["method"], hybrid["tau"], hybrid["r_min"], hybrid["base_model"]) == (
+        "HRPO", 0.5, 0.3, str(lora_checkpoint.parent / "base"))  # fmt: skip
+    run_file = lora_checkpoint / "hrpo_run.json"
+    kept = run_file.read_text()
+    run_file.unlink()
+    try:
+        row = leaderboard.load_run(results_file)
+    finally:
+        run_file.write_text(kept)
+    assert (row.method, row.tau, row.r_min, row.model) == ("HRPO", 0.5, 0.3, "base")
+
     # Bad checkpoints: a clear message and exit code 2 from the command, an exception from the adapter, and no
     # model weights loaded on the way.
     from hrpo.lm_eval_adapter import HRPOLM
