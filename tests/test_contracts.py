@@ -195,3 +195,29 @@ def test_every_rejected_field_is_refused_by_name(name, tmp_path):
     for ok in accepted:  # the accepted values pass (the defaults)
         if ok is not None and not isinstance(ok, (list, dict)):
             HRPOConfig(**{**settings, name: ok})
+
+
+# Distributions whose private APIs hrpo uses (SIGNATURES above): pyproject.toml must bound them from above.
+PRIVATE_API_DISTRIBUTIONS = ("transformers", "trl", "lm-eval", "deepspeed")
+
+
+def test_private_api_dependencies_have_upper_bounds_that_admit_the_tested_versions():
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    requirements = {
+        canonicalize_name(r.name): r for r in map(Requirement, pyproject["project"]["dependencies"])
+    }
+    for name in PRIVATE_API_DISTRIBUTIONS:
+        requirement = requirements[canonicalize_name(name)]
+        assert any(spec.operator in ("<", "<=", "==", "~=") for spec in requirement.specifier), (
+            f"{name} has no upper bound in pyproject.toml but hrpo uses its private API"
+        )
+        assert requirement.specifier.contains(version(name)), (
+            f"installed {name} {version(name)} outside {requirement}"
+        )
