@@ -151,7 +151,8 @@ class ScriptedLM(nn.Module):
 
     def forward(self, input_ids=None, inputs_embeds=None, past_key_values=None, **kwargs):
         batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        if input_ids is not None:  # prefill: remember each row's identity in the cache, which compaction slices
+        # Prefill: remember each row's identity in the cache, which compaction slices like the real KV.
+        if input_ids is not None:
             rows = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1)
             past_key_values.update(rows, rows, 0)
         rows = past_key_values.layers[0].keys.view(-1).long().tolist()  # original row of each batch row
