@@ -14,8 +14,8 @@ The numbers in ``benchmark/README.md`` were taken on a shared, overloaded machin
 --smollm2_reps 2`` (2 threads under foreign load wasted CPU in thread synchronisation); see that section.
 ``python benchmark/rollout_speed.py --report rollout_speed.json`` reprints the tables of a saved run.
 
-Protocol (as the anchors, section 1 of ``../shared/docs/anchor_baselines.md``): prompts are the first B GSM8K test questions
-through the model's chat template, left padded; every mode decodes exactly ``new_tokens`` tokens per row
+Protocol (as the anchors, section 1 of ``../shared/docs/anchor_baselines.md``): prompts are the first B GSM8K
+test questions through the model's chat template, left padded; every mode decodes exactly ``new_tokens`` tokens per row
 (``generate`` gets ``min_new_tokens = max_new_tokens``, our loop gets ``eos_token_ids=()``); one short warm-up
 call per mode; modes interleaved within each repeat; tokens/s = B * new_tokens / wall time of the whole call,
 prefill included. Sampling at temperature 0.5 everywhere.
