@@ -133,7 +133,13 @@ def eval_sets(model, tokenizer, gate, hybrid, sets, args, timings, label) -> dic
         scores = evaluate(model, tokenizer, gate, rows, hybrid, tokens, args.eval_batch)
         seconds = time.perf_counter() - start
         timings.setdefault(f"eval_{name}_per_item_s", []).append(seconds / len(rows))
-        results[name] = {"scores": scores, "summary": summarize_scores(scores), "seconds": seconds}
+        examples = scores.pop("completion")[:20]  # keep the JSON small: per-item numbers, 20 texts
+        results[name] = {
+            "scores": scores,
+            "summary": summarize_scores(scores),
+            "seconds": seconds,
+            "examples": examples,
+        }
         s = results[name]["summary"]
         print(
             f"[{label}] {name}: reward {s['reward']['rate']:.3f} [{s['reward']['low']:.3f}, "
