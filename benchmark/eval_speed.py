@@ -48,15 +48,15 @@ def tiny_model_dir(root: Path) -> tuple[Path, int]:
     from transformers import AutoTokenizer
 
     from hrpo import assets
-    from tests.test_lm_eval_adapter import save_tiny_model
+    from hrpo.testing import save_tiny_qwen2
 
     tokenizer = AutoTokenizer.from_pretrained(assets.qwen2_tokenizer_path())
-    return save_tiny_model(root / "tiny", tokenizer), 64
+    return save_tiny_qwen2(root / "tiny", tokenizer), 64
 
 
 def build_gate(name: str, hidden: int):
     from hrpo.gate import GateConfig, ThinkingGate
-    from tests.test_lm_eval_adapter import strong_gate
+    from hrpo.testing import strong_gate
 
     if name == "tiny":
         return strong_gate(hidden)

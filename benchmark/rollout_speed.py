@@ -129,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models",
         default="tiny,smollm2",
         help="comma-separated: 'tiny' (seeded 2-layer Qwen2, hidden 64, real 151,936-token Qwen vocab, "
-        "tests/conftest.py build_tiny_model) and/or 'smollm2' (SmolLM2-135M-Instruct, fp32)",
+        "hrpo.testing.build_tiny_model) and/or 'smollm2' (SmolLM2-135M-Instruct, fp32)",
     )
     parser.add_argument("--batches", default="8,32", help="comma-separated batch sizes (prompts per call)")
     parser.add_argument(
@@ -238,9 +238,8 @@ def load_bench(name: str, args: argparse.Namespace) -> Bench:
     from hrpo.gate import GateConfig, ThinkingGate
 
     if name == "tiny":
-        if str(REPO_ROOT) not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT))
-        build_tiny_model = importlib.import_module("tests.conftest").build_tiny_model
+        from hrpo.testing import build_tiny_model
+
         tokenizer = AutoTokenizer.from_pretrained(assets.qwen2_tokenizer_path())
         model = build_tiny_model("qwen2", vocab_size=151936, seed=0)
         model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), 151643]

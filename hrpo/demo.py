@@ -70,19 +70,14 @@ def prepare_model(out: Path, settings: DemoSettings) -> Path:
     real = assets.smollm2_path()
     if not settings.smoke:
         return real
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
+
+    from hrpo.testing import save_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(real)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                         architectures=["LlamaForCausalLM"])  # fmt: skip
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    folder = out / "tiny-model"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    # initializer_range: the transformers default (the tests' builder defaults to 0.2)
+    folder = save_tiny_model(out / "tiny-model", "llama", tokenizer, seed=0, architectures=True,
+                             initializer_range=0.02)  # fmt: skip
     return folder
 
 

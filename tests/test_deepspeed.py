@@ -42,7 +42,6 @@ change of Lambda -- below bf16's step there -- moves the output), and the saved 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +49,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from hrpo.testing import free_port, output_tail, run_command, save_tiny_llama, write_toy_rows
 from tests.conftest import REPO_ROOT
-from tests.test_train_cli import save_tiny_model, subprocess_env, write_toy_rows
 
 pytestmark = pytest.mark.slow
 
@@ -61,12 +60,6 @@ REL = 1e-5
 WEIGHT_ATOL = 1e-6
 BETA = 0.005  # HRPOConfig's default, used by these runs: loss = BETA * KL when the advantages are 0
 KL_ATOL = 1e-7  # absolute floor on the KL: fp32 resolution of exp(x) - x - 1 near x = 0 (ulp of 1.0 = 1.2e-7)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def train_flags(workdir: Path, out: Path, per_device: int) -> list[str]:
@@ -95,12 +88,7 @@ def train_flags(workdir: Path, out: Path, per_device: int) -> list[str]:
 
 
 def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**subprocess_env(), "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
-
-
-def tail(proc: subprocess.CompletedProcess) -> str:
-    return f"\n--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+    return run_command(cmd, cwd, LAUNCH_TIMEOUT, **env)
 
 
 def launch_deepspeed(workdir: Path, out: Path, stage: int, entry: list[str] | None = None):
@@ -123,7 +111,7 @@ def loss_logs(out: Path) -> dict[int, dict]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ds")
-    save_tiny_model(folder / "model")
+    save_tiny_llama(folder / "model")
     write_toy_rows(folder / "toy.jsonl")
     return folder
 
@@ -133,12 +121,12 @@ def single(workdir) -> Path:
     """The single-process reference run: same global batch (4 completions, one group) per step."""
     out = workdir / "single"
     proc = run([sys.executable, "-m", "hrpo.train", *train_flags(workdir, out, per_device=4)], cwd=workdir)
-    assert proc.returncode == 0, tail(proc)
+    assert proc.returncode == 0, output_tail(proc)
     return out
 
 
 def check_against_single(out: Path, single: Path, proc: subprocess.CompletedProcess) -> None:
-    assert proc.returncode == 0, tail(proc)
+    assert proc.returncode == 0, output_tail(proc)
     # Really DeepSpeed with 2 ranks: a ZeRO checkpoint with one optimizer-state shard per rank.
     ds_folder = out / "checkpoint-2" / "global_step2"
     shards = sorted(p.name for p in ds_folder.glob("*optim_states.pt"))
@@ -290,7 +278,7 @@ def test_bf16_gate_stays_fp32_in_forward_and_saved_file(workdir, stage):
     ]  # fmt: skip
     cmd[cmd.index("--bf16") + 1] = "true"
     proc = run(cmd, cwd=workdir, DS_ACCELERATOR="cpu")
-    assert proc.returncode == 0, tail(proc)
+    assert proc.returncode == 0, output_tail(proc)
     reports = [json.loads((out / f"gate_rank{r}.json").read_text()) for r in (0, 1)]
     for report in reports:
         assert report["param_dtypes"] == ["torch.bfloat16"]  # what the engine did to the module

@@ -11,7 +11,7 @@ import transformers
 from hrpo.checkpoint import GateCheckpointError, save_gate
 from hrpo.cli import main as hrpo_main
 from hrpo.gate import GateConfig, ThinkingGate
-from tests.test_lm_eval_adapter import save_tiny_model, strong_gate
+from hrpo.testing import save_tiny_qwen2, strong_gate
 
 TASKS = ["hrpo_gsm8k", "hrpo_arc_challenge"]
 
@@ -27,7 +27,7 @@ def lora_checkpoint(tmp_path_factory, qwen_tokenizer):
     from peft import LoraConfig, get_peft_model
 
     root = tmp_path_factory.mktemp("run")
-    base = save_tiny_model(root / "base", qwen_tokenizer)
+    base = save_tiny_qwen2(root / "base", qwen_tokenizer)
     model = transformers.AutoModelForCausalLM.from_pretrained(base)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     ckpt = root / "output"

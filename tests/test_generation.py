@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-from transformers import LlamaConfig
 
 from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import (
@@ -17,6 +15,7 @@ from hrpo.generation import (
     replay_logprobs,
 )
 from hrpo.latent import SamplingConfig
+from hrpo.testing import encode, scripted_causal_lm, strong_gate
 
 PROMPTS = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
@@ -26,20 +25,10 @@ PROMPTS = [
 ]
 
 
-def encode(tokenizer, prompts):
-    tokenizer.padding_side = "left"
-    return tokenizer(prompts, return_tensors="pt", padding=True)
-
-
 def greedy(hybrid: bool, max_new_tokens: int = 24, **sampling) -> DecodeConfig:
     return DecodeConfig(
         max_new_tokens=max_new_tokens, hybrid=hybrid, sampling=SamplingConfig(greedy=True, **sampling)
     )
-
-
-def strong_gate(hidden_size: int, seed: int = 0) -> ThinkingGate:
-    """A gate with a large latent share, so that hybrid inputs visibly change the model's behaviour."""
-    return ThinkingGate(GateConfig(hidden_size, r_min=0.3, r_max=0.6), torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("arch", ["tiny_qwen2", "tiny_llama"])
@@ -128,46 +117,6 @@ def test_latent_storage_is_compact(tiny_qwen2):
     assert dense.latents.shape == (2, 4, 64) and dense.latent_bytes_per_token() == 256
 
 
-class ScriptedLM(nn.Module):
-    """A stand-in causal LM that emits a fixed token script per row and records the embeddings it is fed."""
-
-    def __init__(self, script: list[list[int]], vocab_size: int, eos: int, pad: int):
-        super().__init__()
-        self.config = LlamaConfig(
-            vocab_size=vocab_size,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=8,
-        )
-        self.generation_config = type("G", (), {"eos_token_id": eos, "pad_token_id": pad})()
-        self.embed = nn.Embedding(vocab_size, 16)
-        self.script = script
-        self.fed: list[torch.Tensor] = []
-        self.step = 0
-
-    def get_input_embeddings(self):
-        return self.embed
-
-    def forward(self, input_ids=None, inputs_embeds=None, past_key_values=None, **kwargs):
-        batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
-        # Prefill: remember each row's identity in the cache, which compaction slices like the real KV.
-        if input_ids is not None:
-            rows = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1)
-            past_key_values.update(rows, rows, 0)
-        rows = past_key_values.layers[0].keys.view(-1).long().tolist()  # original row of each batch row
-        if inputs_embeds is not None:
-            fed = torch.full((len(self.script), 16), float("nan"))
-            fed[rows] = inputs_embeds[:, 0]
-            self.fed.append(fed)
-        logits = torch.zeros(batch, 1, self.config.vocab_size)
-        for i, row in enumerate(rows):
-            script = self.script[row]
-            logits[i, 0, script[min(self.step, len(script) - 1)]] = 30.0
-        self.step += 1
-        return type("Out", (), {"logits": logits})()
-
-
 def test_delimiter_split_sticky_and_only_thinking_tokens_are_hybrid(qwen_tokenizer):
     tok = qwen_tokenizer
     t = lambda s: tok.convert_tokens_to_ids(tok.tokenize(s))[0]  # noqa: E731
@@ -177,7 +126,7 @@ def test_delimiter_split_sticky_and_only_thinking_tokens_are_hybrid(qwen_tokeniz
         [t(" ####"), t("7"), t("##"), eos],  # fused delimiter first; later "##" changes nothing
         [t("no"), t(" answer"), t(" here"), t(" at"), t(" all"), t(" ok")],  # never answers: length stop
     ]
-    model = ScriptedLM(script, len(tok), eos=eos, pad=tok.pad_token_id)
+    model = scripted_causal_lm(script, len(tok), eos=eos, pad=tok.pad_token_id)
     gate = ThinkingGate(GateConfig(16, r_min=0.3, r_max=0.5))
     ids = torch.tensor([[1, 2, 3]] * 3)
     rollout = hybrid_generate(model, ids, torch.ones_like(ids), gate, greedy(True, 6), tok)
@@ -204,7 +153,9 @@ def test_stop_strings_end_rows(qwen_tokenizer):
     tok = qwen_tokenizer
     t = lambda s: tok.convert_tokens_to_ids(tok.tokenize(s))[0]  # noqa: E731
     script = [[t("A"), t(" Question"), t(":"), t(" B")], [t("x")] * 5]
-    model = ScriptedLM(script, len(tok), eos=tok.convert_tokens_to_ids("<|im_end|>"), pad=tok.pad_token_id)
+    model = scripted_causal_lm(
+        script, len(tok), eos=tok.convert_tokens_to_ids("<|im_end|>"), pad=tok.pad_token_id
+    )
     ids = torch.tensor([[1, 2]] * 2)
     config = DecodeConfig(
         max_new_tokens=5, hybrid=False, stop_strings=("Question:",), sampling=SamplingConfig(greedy=True)

@@ -5,41 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from lm_eval import simple_evaluate
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import postprocess_generated_text
 from lm_eval.tasks import TaskManager
 
 from hrpo.checkpoint import load_gate, save_gate
-from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import DecodeConfig, hybrid_generate
 from hrpo.latent import SamplingConfig
 from hrpo.lm_eval_adapter import HRPOLM
-from tests.conftest import REPO_ROOT, build_tiny_model
+from hrpo.testing import save_tiny_qwen2, strong_gate
+from tests.conftest import REPO_ROOT
 
 TASKS = ["hrpo_gsm8k", "hrpo_arc_challenge"]
 MAX_GEN_TOKS = 12
 
 
-def save_tiny_model(folder, tokenizer):
-    """A seeded tiny Qwen2 with Qwen's tokenizer (ChatML template) and EOS ids, saved like a real model."""
-    model = build_tiny_model("qwen2", vocab_size=151936, seed=0)
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), 151643]
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def strong_gate(hidden_size: int) -> ThinkingGate:
-    """A gate with a large latent share, so hybrid inputs visibly change what the model writes."""
-    return ThinkingGate(GateConfig(hidden_size, r_min=0.3, r_max=0.6), torch.Generator().manual_seed(0))
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, qwen_tokenizer):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", qwen_tokenizer)
+    return save_tiny_qwen2(tmp_path_factory.mktemp("tiny") / "model", qwen_tokenizer)
 
 
 @pytest.fixture(scope="module")

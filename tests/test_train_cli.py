@@ -7,7 +7,6 @@ tokenizer, so the real chat template and reward parsers are used), with a YAML `
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, build_tiny_model
+from hrpo.testing import save_tiny_llama, subprocess_env, write_toy_rows
+from tests.conftest import REPO_ROOT
 
 ALL_CONFIGS = sorted((REPO_ROOT / "configs").glob("*.yaml"))
 RECIPES = {"cpu_smollm2"}  # not a paper setting: tests/test_cpu_recipe.py checks it
@@ -27,48 +27,9 @@ DS_JSONS = sorted((REPO_ROOT / "ds_configs").glob("*.json"))
 ACCELERATE_YAMLS = sorted((REPO_ROOT / "ds_configs").glob("accelerate_*.yaml"))
 
 
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TRL_EXPERIMENTAL_SILENCE="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
-    )
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    return env
-
-
-def save_tiny_model(folder: Path) -> Path:
-    """A seeded tiny Llama + SmolLM2 tokenizer saved as a loadable model folder (``architectures`` set)."""
-    from transformers import AutoTokenizer
-
-    from hrpo import assets
-
-    tokenizer = AutoTokenizer.from_pretrained(assets.smollm2_path())
-    model = build_tiny_model("llama", len(tokenizer), seed=1)
-    model.config.architectures = ["LlamaForCausalLM"]
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def write_toy_rows(path: Path, n: int = 8) -> Path:
-    rows = [
-        {"id": f"t{i}", "question": f"What is {i} plus {i}?", "gold": str(2 * i), "task": "gsm8k"}
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("tinyllama"))
+    return save_tiny_llama(tmp_path_factory.mktemp("tinyllama"))
 
 
 # --------------------------------------------------------------------------- end to end

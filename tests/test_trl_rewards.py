@@ -8,7 +8,7 @@ import pytest
 from hrpo.data import load_benchmark
 from hrpo.prompts import add_prompt_column
 from hrpo.rewards import make_reward_funcs, reward_weights
-from tests.conftest import build_tiny_model
+from hrpo.testing import build_tiny_model
 
 
 def test_grpo_trainer_step_logs_both_rewards(shared_data, qwen_tokenizer, tmp_path):

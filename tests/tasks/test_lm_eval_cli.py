@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from hrpo.commands.eval import tasks_dir
-from tests.conftest import build_tiny_model
+from hrpo.testing import build_tiny_model
 
 
 @pytest.mark.slow

