@@ -8,7 +8,9 @@ key is masked out of every query, and position ids count real tokens only), so p
 same up to float rounding; the replay invariant holds (``tests/test_bucketing.py``).
 
 :func:`plan_buckets` makes the plan; :func:`bucketed_replay_logprobs` is :func:`hrpo.generation.replay_logprobs`
-run bucket by bucket. Whether this pays is measured in ``benchmark/README.md`` (rollout speed, bucketing).
+run bucket by bucket; ``HRPOTrainer._get_per_token_logps_and_entropies`` scores its policy and reference forwards
+through :func:`plan_buckets` (``HRPOConfig.length_buckets``). Whether this pays is measured in
+``benchmark/README.md`` (rollout speed, bucketing; training step time).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from hrpo.latent import token_logprobs
 class Bucket:
     """Rows scored together and the columns they need."""
 
-    rows: torch.Tensor  # (b,) long: rows of the full batch
+    rows: torch.Tensor | slice  # (b,) long: rows of the full batch (HRPOTrainer's fixed chunks: a slice)
     prompt_start: int  # first prompt column any of these rows uses (columns before it are all padding)
     completion_len: int  # completion columns any of these rows uses (columns after it are all padding)
 
@@ -38,21 +40,32 @@ def plan_buckets(
     """Buckets of at most ``rows_per_bucket`` rows, sorted by real length, each trimmed to its own extent.
 
     ``prompt_mask`` ``(B, P)`` left padded, ``completion_mask`` ``(B, C)`` right padded. Rows are ordered by
-    prompt + completion length (longest first), so that rows of similar length share a bucket.
+    prompt + completion length (longest first), so that rows of similar length share a bucket. The number of
+    buckets is ``ceil(B / rows_per_bucket)`` whatever the lengths (the same on every rank of a ZeRO-3 run).
     """
     if rows_per_bucket < 1:
         raise ValueError(f"rows_per_bucket must be >= 1, got {rows_per_bucket}")
-    prompt_len = prompt_mask.long().sum(1).cpu()  # (B,)
-    completion_len = completion_mask.long().sum(1).cpu()  # (B,)
+    # Extents, not counts: a row uses prompt columns from its first set one on and completion columns up to its
+    # last set one (the same as the counts for contiguous masks; never cuts a real token of a gappy one).
+    prompt = prompt_mask.detach().cpu().bool()
+    completion = completion_mask.detach().cpu().bool()
+    width, completion_width = prompt.shape[1], completion.shape[1]
+    zero = torch.zeros(prompt.shape[0], dtype=torch.long)
+    prompt_len = torch.where(prompt, torch.arange(width, 0, -1), 0).amax(1) if width else zero  # (B,)
+    completion_len = (
+        torch.where(completion, torch.arange(1, completion_width + 1), 0).amax(1)
+        if completion_width
+        else zero
+    )  # (B,)
     order = torch.argsort(prompt_len + completion_len, descending=True, stable=True)
-    width = prompt_mask.shape[1]
     buckets = []
     for start in range(0, len(order), rows_per_bucket):
         rows = order[start : start + rows_per_bucket]
         buckets.append(
             Bucket(
                 rows=rows.to(prompt_mask.device),
-                prompt_start=width - int(prompt_len[rows].max()),
+                # Keep the column before the completion: it predicts the first completion token.
+                prompt_start=min(width - int(prompt_len[rows].max()), max(width - 1, 0)),
                 completion_len=max(1, int(completion_len[rows].max())),
             )
         )

@@ -2,7 +2,8 @@
 
 > Parameters that HRPO adds: ``r_min``, ``r_max``, ``gate_c`` (gate init and exponent), ``delimiter``,
   ``hybrid`` (off = plain GRPO through the same code path), ``gate_learning_rate``, ``lambda_learning_rate``,
-  ``loss_temperature`` (temperature of the log-probs in the loss and KL; 1.0 = raw logits, as the authors).
+  ``loss_temperature`` (temperature of the log-probs in the loss and KL; 1.0 = raw logits, as the authors),
+  ``length_buckets`` (speed only: the training forwards skip all-padding columns).
   The latent top-k is TRL's ``top_k``: the latent is built from the exact distribution tokens are sampled from.
 
 > Defaults that differ from TRL's follow the paper (spec 3.3, Table 5 lengths for GSM8K): beta 0.005, per-sequence
@@ -137,6 +138,15 @@ class HRPOConfig(GRPOConfig):
     gate_checkpoint: str | None = field(
         default=None,
         metadata={"help": "Start from the gate saved in this folder instead of a fresh init."},
+    )
+    length_buckets: bool = field(
+        default=True,
+        metadata={
+            "help": "Score the policy and reference log-probs in micro-batches of rows sorted by length, each cut "
+            "to the columns its rows use (no all-padding columns). Speed only: the same number of forwards as "
+            "TRL's fixed chunks and the same log-probs, loss and gradients up to float rounding. False = TRL's "
+            "fixed chunks over the full padded batch."
+        },
     )
     # Declared ``str`` for the command line (HfArgumentParser allows one type per flag); __post_init__ turns a
     # number into a float, so ``config.loss_temperature`` is a float or "sampling".

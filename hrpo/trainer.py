@@ -9,7 +9,11 @@ logging, DeepSpeed/accelerate plumbing, checkpoints -- is inherited):
 2. ``_get_per_token_logps_and_entropies``: every forward gets the rollout's attention mask AND matching position
    ids (TRL passes none, so left-padded rows would be shifted). Inside ``_compute_loss`` the hybrid inputs are
    rebuilt from the stored latents with the CURRENT gate (gradients to the gate); every other call -- the
-   reference log-probs with the LoRA adapter disabled -- uses plain token inputs, as the paper does.
+   reference log-probs with the LoRA adapter disabled -- uses plain token inputs, as the paper does. With
+   ``length_buckets`` (default) TRL's fixed row chunks become length buckets (:func:`hrpo.bucketing.plan_buckets`:
+   rows sorted by length, each chunk cut to the columns its rows use): the same number of forwards (ZeRO-3's
+   collectives stay in lockstep across ranks), the same log-probs up to float rounding, scattered back in row
+   order.
 3. The loss's LM head (:func:`install_loss_head`): TRL fuses its head at the sampling temperature; HRPO's runs at
    ``loss_temperature`` (1.0 = raw logits, the authors' loss) for the policy AND reference log-probs, and also
    returns, from the same hidden states and without gradient, the log-probs at the sampling temperature, which
@@ -49,6 +53,7 @@ from trl.kernels import ChunkedLogProbFunction
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import FusedCausalLMOutput, maybe_gather_lm_head_ctx, pad
 
+from hrpo.bucketing import Bucket, plan_buckets
 from hrpo.checkpoint import (  # noqa: F401  (COMPLETE_MARKER ... latest_complete_checkpoint: the old import path)
     COMPLETE_MARKER,
     RUN_CONFIG,
@@ -245,6 +250,15 @@ def _gate_anchor(gate: ThinkingGate, embeds: torch.Tensor) -> torch.Tensor:
     probe = embeds[:1, :1]  # (1, 1, D)
     mixed, _, _ = gate(probe, torch.ones_like(probe, dtype=torch.float32))
     return mixed.float().sum().to(embeds.dtype)
+
+
+def _unbucket(parts: list[torch.Tensor], buckets: list[Bucket], width: int) -> torch.Tensor:
+    """``(B, width)`` from per-bucket ``(b, c)`` values: zero past each bucket's ``c``, rows back in batch order."""
+    if all(isinstance(b.rows, slice) for b in buckets):  # fixed chunks, in order, full width
+        return torch.cat(parts)
+    padded = torch.cat([torch.nn.functional.pad(x, (0, width - x.shape[1])) for x in parts])
+    order = torch.cat([b.rows for b in buckets])
+    return padded[torch.argsort(order)]  # a gather: gradients flow back to each bucket's forward
 
 
 class HRPOTrainer(GRPOTrainer):
@@ -467,28 +481,40 @@ class HRPOTrainer(GRPOTrainer):
         key = batch_key(input_ids, attention_mask) if self._replay.pending else None
         replay = self._replay.take(key) if key is not None else None
         gaps: list[torch.Tensor] = []
-        batch_size = batch_size or input_ids.size(0)
+        batch, width = input_ids.shape
+        prompt_width = width - logits_to_keep
+        batch_size = batch_size or batch
+        if self.args.length_buckets:
+            # Rows sorted by length, each micro-batch cut to its own columns; as many forwards as the fixed chunks.
+            buckets = plan_buckets(
+                attention_mask[:, :prompt_width], attention_mask[:, prompt_width:], batch_size
+            )
+        else:
+            buckets = [
+                Bucket(rows=slice(start, start + batch_size), prompt_start=0, completion_len=logits_to_keep)
+                for start in range(0, batch, batch_size)
+            ]
         logps, entropies, aux = [], [], []
-        for start in range(0, input_ids.size(0), batch_size):
-            ids = input_ids[start : start + batch_size]
-            mask = attention_mask[start : start + batch_size]
+        for bucket in buckets:
+            rows, c = bucket.rows, bucket.completion_len
+            columns = slice(bucket.prompt_start, prompt_width + c)
+            ids = input_ids[rows, columns]
+            mask = attention_mask[rows, columns]
+            # Cutting columns that are padding in every row of the bucket keeps each real token's position.
             model_inputs: dict[str, Any] = {
                 "attention_mask": mask,
                 "position_ids": position_ids_from_mask(mask),
             }
             check_replay = bool(replay) and "sampling_per_token_logps" in replay
             if replay:
-                thinking = replay["thinking_mask"][start : start + batch_size]
+                thinking = replay["thinking_mask"][rows, :c]
                 gate = unwrapped.hrpo_gate
                 embeds, _, _ = hybrid_inputs_embeds(
                     unwrapped,
                     gate,
                     ids,
                     thinking,
-                    *(
-                        replay[k][start : start + batch_size] if k in replay else None
-                        for k in _REPLAY_KEYS[1:]
-                    ),
+                    *(replay[k][rows, :c] if k in replay else None for k in _REPLAY_KEYS[1:]),
                 )
                 if not bool(thinking.any()):
                     embeds = embeds + 0.0 * _gate_anchor(gate, embeds)
@@ -500,27 +526,26 @@ class HRPOTrainer(GRPOTrainer):
             if check_replay:
                 model_inputs["sampling_log_probs"] = True
             labels = ids.masked_fill(mask == 0, -100)
-            labels[:, :-logits_to_keep] = -100
+            labels[:, :-c] = -100
             with self.accelerator.autocast():
                 outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
-            chunk_logps = outputs.log_probs[:, -logits_to_keep:]
-            logps.append(chunk_logps)
+            logps.append(outputs.log_probs[:, -c:])
             if check_replay:
                 # Like with like: this forward's log-probs at the sampling temperature vs the rollout's.
-                replayed = outputs.sampling_log_probs[:, -logits_to_keep:]
-                rollout_logps = replay["sampling_per_token_logps"][start : start + batch_size]
-                valid = replay["completion_mask"][start : start + batch_size].bool()
+                replayed = outputs.sampling_log_probs[:, -c:]
+                rollout_logps = replay["sampling_per_token_logps"][rows, :c]
+                valid = replay["completion_mask"][rows, :c].bool()
                 gap = (replayed.float() - rollout_logps).abs().masked_fill(~valid, 0.0)
                 gaps.append(gap.max())
             if compute_entropy:
-                entropies.append(outputs.entropy[:, -logits_to_keep:])
+                entropies.append(outputs.entropy[:, -c:])
             if compute_aux_loss:
                 aux.append(outputs.aux_loss)
         if replay is not None:
             self._replay_gap.put(gaps, key)
         return (
-            torch.cat(logps),
-            torch.cat(entropies) if compute_entropy else None,
+            _unbucket(logps, buckets, logits_to_keep),
+            _unbucket(entropies, buckets, logits_to_keep) if compute_entropy else None,
             torch.stack(aux).mean() if compute_aux_loss else None,
         )
 

@@ -65,3 +65,26 @@ def test_bucketed_replay_equals_sampled_logprobs(arch, top_k, request):
     )
     buckets = plan_buckets(rollout.prompt_mask, rollout.completion_mask, 2)
     assert padded_tokens(rollout.prompt_mask, rollout.completion_mask, buckets) < rollout.input_ids.numel()
+
+
+def test_cut_columns_keep_each_tokens_position_id():
+    """position_ids_from_mask on a bucket's columns = the full row's position ids (only all-pad columns are cut)."""
+    from hrpo.generation import position_ids_from_mask
+
+    gen = torch.Generator().manual_seed(0)
+    prompt_len = torch.randint(0, 7, (9,), generator=gen)
+    completion_len = torch.randint(0, 6, (9,), generator=gen)
+    prompt_mask = (torch.arange(6)[None, :] >= 6 - prompt_len[:, None]).long()
+    completion_mask = (torch.arange(5)[None, :] < completion_len[:, None]).long()
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    full = position_ids_from_mask(mask)
+    for rows_per_bucket in (1, 2, 4, 9):
+        buckets = plan_buckets(prompt_mask, completion_mask, rows_per_bucket)
+        assert len(buckets) == -(-9 // rows_per_bucket)
+        assert sorted(torch.cat([b.rows for b in buckets]).tolist()) == list(range(9))
+        for b in buckets:
+            columns = slice(b.prompt_start, 6 + b.completion_len)
+            assert b.prompt_start <= 5  # the column before the completion stays
+            cut = mask[b.rows, :]
+            assert not cut[:, : b.prompt_start].any() and not cut[:, 6 + b.completion_len :].any()
+            assert torch.equal(position_ids_from_mask(mask[b.rows, columns]), full[b.rows, columns])

@@ -165,3 +165,87 @@ def test_trl_variants_are_not_the_authors_objective(smol_tokenizer, tmp_path, ov
         assert loss_gap > 1e3 * TOL
     else:  # the bias-correction ratio is 1 in value: same loss, different gradient
         assert loss_gap < TOL
+
+
+# ------------------------------------------------------------------- length buckets: speed only, same numbers
+
+PROMPTS = ["Hi", "Natalia sold clips to 48 of her friends in April, and then half as many in May. How many?"]
+# Completion tokens kept per row, of 10 (0: masked out, as a truncated one).
+LENGTHS = [9, 2, 7, 0, 5, 9, 1, 4]
+
+
+def mixed_batch(tokenizer, tmp_path):
+    """Two prompts of different lengths x G, completions cut to LENGTHS (a padded batch of mixed lengths)."""
+    trainer = make_trainer(
+        tokenizer, tmp_path, beta=BETA, per_device_train_batch_size=2 * G, num_generations=G,
+        max_completion_length=10,
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    rows = [
+        {"prompt": [{"role": "user", "content": text}], "gold": "0"} for text in PROMPTS for _ in range(G)
+    ]
+    torch.manual_seed(5)
+    batch = trainer._generate_and_score_completions(rows)
+    keep = torch.arange(batch["completion_mask"].shape[1])[None, :] < torch.tensor(LENGTHS)[:, None]
+    batch["completion_mask"] = batch["completion_mask"] * keep
+    return trainer, batch
+
+
+def loss_with(trainer, batch, length_buckets: bool, chunk: int | None):
+    """Loss, gradients and replay gap of one ``_compute_loss``, the policy forward chunked into ``chunk`` rows."""
+    trainer.args.length_buckets = length_buckets
+    original = trainer._get_per_token_logps_and_entropies
+    trainer._get_per_token_logps_and_entropies = lambda *a, **k: original(*a, **{**k, "batch_size": chunk})
+    try:
+        loss, grads = trainer_loss(trainer, batch)
+    finally:
+        del trainer._get_per_token_logps_and_entropies
+    return loss, grads, trainer._metrics["train"]["hybrid/replay_logp_gap"][-1]
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_length_buckets_change_no_loss_gradient_or_log_prob(smol_tokenizer, tmp_path, chunk):
+    from hrpo.bucketing import padded_tokens, plan_buckets
+
+    trainer, batch = mixed_batch(smol_tokenizer, tmp_path)
+    prompt_mask, completion_mask = batch["prompt_mask"], batch["completion_mask"]
+    assert len(set(prompt_mask.sum(1).tolist())) == 2 and batch["thinking_mask"].any()
+    buckets = plan_buckets(prompt_mask, completion_mask, chunk or 2 * G)
+    assert len(buckets) == -(-2 * G // (chunk or 2 * G))  # the fixed chunks' count: ZeRO-3 ranks stay in step
+    assert padded_tokens(prompt_mask, completion_mask, buckets) < 2 * G * (
+        prompt_mask.shape[1] + completion_mask.shape[1]
+    )
+    off = loss_with(trainer, batch, False, chunk)
+    on = loss_with(trainer, batch, True, chunk)
+    loss_gap, grad_gap = max_gap(on[:2], off[:2])
+    print(f"chunk {chunk}: loss {off[0].item():.6e}, |on - off| {loss_gap:.1e}, grads {grad_gap:.1e}; "
+          f"replay gap off {off[2]:.1e} on {on[2]:.1e}")  # fmt: skip
+    # Observed (fp32): loss 0, gradients 2.4e-7 (one bucket) / 1.6e-6 (three) of max |grad| ~0.4 -- the
+    # backward sums each weight's gradient over other token groupings.
+    assert loss_gap < 1e-6 and grad_gap < TOL
+    assert any(
+        g.abs().max() > 1e-4 for n, g in off[1].items() if "gate" in n
+    )  # the gate's gradient is compared
+    assert on[2] < 1e-4 and abs(on[2] - off[2]) < 1e-5
+    # The plain-token path (the reference forward), with entropies: same values, zeros at masked positions.
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    width = completion_mask.shape[1]
+    results = []
+    for flag in (False, True):
+        trainer.args.length_buckets = flag
+        with torch.no_grad():
+            logps, entropy, _ = trainer._get_per_token_logps_and_entropies(
+                trainer.model, ids, mask, width, batch_size=chunk, compute_entropy=True
+            )
+        assert logps.shape == entropy.shape == completion_mask.shape
+        results.append((logps, entropy))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)  # observed <= 1.5e-6 on entropies ~7
+        assert torch.equal(b[completion_mask == 0], torch.zeros_like(b[completion_mask == 0]))
