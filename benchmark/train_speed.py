@@ -18,6 +18,9 @@ both compute reference log-probs with the adapter disabled), TRL's defaults othe
 * ``a`` -- ``trl.GRPOTrainer`` with ``trl.GRPOConfig``: rollouts by HF ``model.generate`` (sampling).
 * ``b`` -- ``hrpo.trainer.HRPOTrainer`` with ``HRPOConfig(hybrid=True)``: rollouts by ``hybrid_generate``, loss forward
   on hybrid inputs rebuilt with the current gate, three optimizer groups.
+* ``c`` -- ``b`` with ``length_buckets=False`` (TRL's fixed row chunks over the padded batch; ``--modes b,c`` times
+  the length buckets). ``--micro_batches N`` splits the 16 completions of a step into N micro-batches
+  (``gradient_accumulation_steps``): the reference forward then runs in N chunks and the loss in N forwards.
 
 Each (model, mode) trains ``1 + --steps`` optimizer steps; the first is a warm-up and is excluded; the table shows
 the median of the rest (pooled over ``--rounds``; the mode order alternates between rounds). A step is timed from
@@ -57,7 +60,11 @@ GSM8K_DIR = REPO_ROOT.parent / "shared" / "data"
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-MODES = {"a": "a  TRL GRPOTrainer, HF generate", "b": "b  HRPOTrainer, hybrid on"}
+MODES = {
+    "a": "a  TRL GRPOTrainer, HF generate",
+    "b": "b  HRPOTrainer, hybrid on",
+    "c": "c  HRPOTrainer, hybrid on, length_buckets off",
+}
 PARTS = ("rollout", "reward", "ref/old", "loss fwd", "backward", "other")
 TARGET = 1.15
 
@@ -95,7 +102,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", default="a,b", help="comma-separated subset of a,b")
+    parser.add_argument("--modes", default="a,b", help="comma-separated subset of a,b,c")
+    parser.add_argument(
+        "--micro_batches",
+        type=int,
+        default=1,
+        help="gradient_accumulation_steps: the step's completions in this many micro-batches",
+    )
     parser.add_argument("--json", dest="json_out", default=None, help="write the raw numbers to this file")
     return parser.parse_args(argv)
 
@@ -182,7 +195,8 @@ def build_trainer(mode: str, model_name: str, tokenizer, dataset, args: argparse
     common = {
         "output_dir": out,
         "max_steps": 1 + args.steps,
-        "per_device_train_batch_size": args.prompts_per_step * args.num_generations,
+        "per_device_train_batch_size": args.prompts_per_step * args.num_generations // args.micro_batches,
+        "gradient_accumulation_steps": args.micro_batches,
         "num_generations": args.num_generations,
         "max_completion_length": args.max_completion_length,
         "temperature": 0.5,
@@ -207,7 +221,7 @@ def build_trainer(mode: str, model_name: str, tokenizer, dataset, args: argparse
     if mode == "a":
         config, trainer_cls = GRPOConfig(**common), GRPOTrainer
     else:
-        config, trainer_cls = HRPOConfig(**common, hybrid=True), HRPOTrainer
+        config, trainer_cls = HRPOConfig(**common, hybrid=True, length_buckets=mode == "b"), HRPOTrainer
     trainer = trainer_cls(
         model=load_model(model_name, tokenizer),
         reward_funcs=reward_funcs,
@@ -266,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores; {args.prompts_per_step} prompts x G={args.num_generations}, "
-        f"max {args.max_completion_length} new tokens, beta {args.beta}; 1 warm-up + {args.steps} timed steps",
+        f"max {args.max_completion_length} new tokens, beta {args.beta}, {args.micro_batches} micro-batches; "
+        f"1 warm-up + {args.steps} timed steps",
         flush=True,
     )
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
@@ -305,8 +320,17 @@ def main(argv: list[str] | None = None) -> int:
                 "wall": medians["b"]["wall"] / medians["a"]["wall"],
                 "cpu": medians["b"]["cpu"] / medians["a"]["cpu"],
             }
+        if "b" in medians and "c" in medians:
+            for part in ("wall", "cpu", "ref/old", "loss fwd", "backward"):
+                ratios.setdefault(f"{model_name} c/b", {})[part] = medians["c"][part] / max(
+                    medians["b"][part], 1e-9
+                )
     print("\n".join(lines))
     for model_name, ratio in ratios.items():
+        if model_name.endswith(" c/b"):
+            speedups = ", ".join(f"{part} {value:.2f}x" for part, value in ratio.items())
+            print(f"{model_name[:-4]}: length buckets, (c) off / (b) on, median: {speedups}")
+            continue
         verdict = "meets" if ratio["wall"] <= TARGET else "misses"
         print(
             f"{model_name}: (b)/(a) median step time = {ratio['wall']:.2f} ({verdict} the <= {TARGET} target); "
