@@ -119,7 +119,17 @@ def test_hrpo_eval_end_to_end_and_clear_errors_before_loading(
 
 @pytest.mark.slow
 def test_smollm2_on_ten_gsm8k_items(tmp_path, shared_data, datasets_cache):
+    """SmolLM2 through ``hrpo eval`` (latent on): every logged score is the scorer's on the logged completion,
+    and the adapter with ``latent=off`` writes exactly what stock ``hf`` writes on the same ten items."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from hrpo import rewards
+    from hrpo.answers import DEFAULT_DELIMITER
     from hrpo.assets import smollm2_path
+    from hrpo.commands.eval import tasks_dir
+    from hrpo.lm_eval_adapter import HRPOLM
 
     base = smollm2_path()
     ckpt = (
@@ -142,6 +152,48 @@ def test_smollm2_on_ten_gsm8k_items(tmp_path, shared_data, datasets_cache):
     argv += ["--gen_kwargs", "max_gen_toks=32"]
     assert hrpo_main(argv) == 0
     [results_file] = ckpt.glob("*/results_*.json")
-    scores = json.loads(results_file.read_text())["results"]["hrpo_gsm8k"]
+    results = json.loads(results_file.read_text())
+    assert results["config"]["hrpo"]["latent"]
+    scores = results["results"]["hrpo_gsm8k"]
     assert scores["sample_len"] == 10
-    assert 0.0 <= scores["exact_match,none"] <= 1.0 and 0.0 <= scores["format,none"] <= 1.0
+    [samples_file] = results_file.parent.glob("samples_hrpo_gsm8k_*.jsonl")
+    rows = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    assert sorted(r["doc_id"] for r in rows) == list(range(10))
+    for row in rows:
+        [completion] = row["filtered_resps"]
+        assert completion.strip(), row["doc_id"]  # it really wrote something
+        doc = row["doc"]
+        rescored = rewards.eval_metrics(
+            doc,
+            completion,
+            delimiter=doc.get("delimiter") or DEFAULT_DELIMITER,
+            compat=doc.get("compat") or "fixed",
+            math_verify=doc.get("math_verify"),
+        )
+        assert {k: row[k] for k in ("exact_match", "format", "hedged")} == rescored, row["doc_id"]
+    for metric in ("exact_match", "format", "hedged"):
+        assert scores[f"{metric},none"] == pytest.approx(sum(r[metric] for r in rows) / 10, abs=1e-12)
+
+    # latent=off: the adapter's plain path is stock HFLM, completion by completion, on the real model.
+    manager = TaskManager(
+        include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(shared_data)}
+    )
+
+    def evaluate(lm):
+        out = simple_evaluate(model=lm, tasks=["hrpo_gsm8k"], task_manager=manager, limit=10, bootstrap_iters=0,
+                              apply_chat_template=True, log_samples=True, gen_kwargs={"max_gen_toks": 32})  # fmt: skip
+        return sorted(out["samples"]["hrpo_gsm8k"], key=lambda r: r["doc_id"]), out["results"]["hrpo_gsm8k"]
+
+    common = {"dtype": "float32", "device": "cpu", "batch_size": 10}
+    stock, stock_scores = evaluate(HFLM(pretrained=str(base), **common))
+    plain, plain_scores = evaluate(HRPOLM(checkpoint=str(ckpt), latent="off", **common))
+    assert len(stock) == len(plain) == 10
+    for a, b in zip(stock, plain, strict=True):
+        assert a["doc_id"] == b["doc_id"] and a["arguments"] == b["arguments"]
+        assert a["resps"] == b["resps"] and a["filtered_resps"] == b["filtered_resps"], a["doc_id"]
+        assert (a["exact_match"], a["format"]) == (b["exact_match"], b["format"])
+    assert plain_scores == stock_scores
+    # the latent-on run (its samples file) saw the same prompts
+    assert {r["doc_id"]: r["arguments"]["gen_args_0"]["arg_0"] for r in rows} == {
+        r["doc_id"]: r["arguments"][0][0] for r in stock
+    }
