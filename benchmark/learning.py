@@ -65,13 +65,9 @@ RECIPE_KEYS = (
 
 def parse_recipe(recipe: Path, overrides: list[str]):
     """``(script_args, HRPOConfig, HRPOModelConfig)`` from the YAML, as ``hrpo train --config`` parses it."""
-    from trl import TrlParser
+    from hrpo.commands.train import build_parser
 
-    from hrpo.config import HRPOConfig, HRPOModelConfig
-    from hrpo.train import HRPOScriptArguments
-
-    parser = TrlParser((HRPOScriptArguments, HRPOConfig, HRPOModelConfig))
-    return parser.parse_args_and_config(["--config", str(recipe), *overrides])
+    return build_parser().parse_args_and_config(["--config", str(recipe), *overrides])
 
 
 def evaluate(model, tokenizer, gate, rows, hybrid: bool, max_new_tokens: int, batch: int) -> dict[str, list]:

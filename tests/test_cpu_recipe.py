@@ -15,13 +15,9 @@ RECIPE = REPO_ROOT / "configs" / "cpu_smollm2.yaml"
 
 
 def parse(*overrides: str):
-    from trl import TrlParser
+    from hrpo.commands.train import build_parser  # the parser `hrpo train --config` itself uses
 
-    from hrpo.config import HRPOConfig, HRPOModelConfig
-    from hrpo.train import HRPOScriptArguments
-
-    parser = TrlParser((HRPOScriptArguments, HRPOConfig, HRPOModelConfig), prog="hrpo train")
-    return parser.parse_args_and_config(["--config", str(RECIPE), *overrides])
+    return build_parser().parse_args_and_config(["--config", str(RECIPE), *overrides])
 
 
 def test_recipe_parses_through_trlparser_and_validates(tmp_path):

@@ -18,8 +18,8 @@ from peft import LoraConfig
 
 from hrpo.config import HRPOConfig
 from hrpo.gate import GateConfig, ThinkingGate
+from hrpo.testing import build_tiny_model
 from hrpo.trainer import HRPOTrainer
-from tests.conftest import build_tiny_model
 
 pytestmark = pytest.mark.slow
 
