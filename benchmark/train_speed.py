@@ -57,8 +57,6 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GSM8K_DIR = REPO_ROOT.parent / "shared" / "data"
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 MODES = {
     "a": "a  TRL GRPOTrainer, HF generate",
@@ -87,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--models",
         default="tiny,smollm2",
-        help="comma-separated: 'tiny' (seeded 2-layer Llama, hidden 64, SmolLM2's 49k vocab; tests/conftest.py) "
+        help="comma-separated: 'tiny' (seeded 2-layer Llama, hidden 64, SmolLM2's 49k vocab; hrpo.testing.build_tiny_model) "
         "and/or 'smollm2' (SmolLM2-135M-Instruct from hrpo.assets, fp32)",
     )
     parser.add_argument(
@@ -119,7 +117,7 @@ def load_model(name: str, tokenizer):
     from hrpo import assets
 
     if name == "tiny":
-        from tests.conftest import build_tiny_model
+        from hrpo.testing import build_tiny_model
 
         model = build_tiny_model("llama", vocab_size=len(tokenizer), seed=1)
         model.config.architectures = ["LlamaForCausalLM"]

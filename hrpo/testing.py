@@ -306,3 +306,62 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- a tiny trainer
+
+
+def contains_e(completions, **kwargs):
+    """Toy reward: share of completion characters that are the letter 'e'."""
+    texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
+    return [t.count("e") / max(len(t), 1) for t in texts]
+
+
+def toy_prompt_dataset(n: int = 16):
+    """``n`` conversational prompts (``Write word number i.``) with a ``gold`` column, as a ``datasets.Dataset``."""
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": f"Write word number {i}."}], "gold": str(i)}
+            for i in range(n)
+        ]
+    )
+
+
+def make_tiny_trainer(
+    tokenizer: Any, tmp_path: Path, hybrid: bool = True, peft: bool = True, **overrides: Any
+):
+    """An ``HRPOTrainer`` on a seeded tiny Llama (LoRA r4 on q/v unless ``peft=False``), rewarded by
+    :func:`contains_e`: 3 steps of 4 completions, 12 tokens, CPU fp32; ``overrides`` go to ``HRPOConfig``."""
+    from peft import LoraConfig
+
+    from hrpo.config import HRPOConfig
+    from hrpo.trainer import HRPOTrainer
+
+    model = build_tiny_model("llama", vocab_size=len(tokenizer), seed=1)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    settings = {
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "max_completion_length": 12,
+        "use_cpu": True,
+        "bf16": False,
+        "save_strategy": "no",
+        "log_completions": False,
+        "hybrid": hybrid,
+        "r_min": 0.9,
+        "learning_rate": 1e-3,
+        "seed": 0,
+    }
+    settings.update(overrides)
+    return HRPOTrainer(
+        model=model,
+        reward_funcs=[contains_e],
+        args=HRPOConfig(**settings),
+        train_dataset=toy_prompt_dataset(),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if peft else None,
+    )

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-# re-exported for the modules that still import it from here (tests/test_trainer.py, tests/test_learning.py,
-# benchmark/train_speed.py); new code imports it from hrpo.testing
 from hrpo.testing import build_tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tests.test_trainer import contains_e, make_trainer, toy_dataset
+from hrpo.testing import contains_e, make_tiny_trainer, toy_prompt_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ G = 4
 
 def build(tokenizer, tmp_path, **overrides):
     """A trainer with LoRA and gate moved away from their init (policy != reference), and one rollout batch."""
-    trainer = make_trainer(
+    trainer = make_tiny_trainer(
         tokenizer, tmp_path, beta=BETA, per_device_train_batch_size=G, num_generations=G,
         max_completion_length=10, **overrides,
     )  # fmt: skip
@@ -44,7 +44,7 @@ def build(tokenizer, tmp_path, **overrides):
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     rows = [
-        dict(toy_dataset(1)[0]) for _ in range(G)
+        dict(toy_prompt_dataset(1)[0]) for _ in range(G)
     ]  # one prompt, G completions: one group, no prompt padding
     torch.manual_seed(11)
     batch = trainer._generate_and_score_completions(rows)
@@ -176,7 +176,7 @@ LENGTHS = [9, 2, 7, 0, 5, 9, 1, 4]
 
 def mixed_batch(tokenizer, tmp_path):
     """Two prompts of different lengths x G, completions cut to LENGTHS (a padded batch of mixed lengths)."""
-    trainer = make_trainer(
+    trainer = make_tiny_trainer(
         tokenizer, tmp_path, beta=BETA, per_device_train_batch_size=2 * G, num_generations=G,
         max_completion_length=10,
     )  # fmt: skip

@@ -7,62 +7,17 @@ import math
 
 import pytest
 import torch
-from datasets import Dataset
-from peft import LoraConfig
 
 from hrpo.checkpoint import COMPLETE_MARKER, IncompleteCheckpointError, latest_complete, load_gate
 from hrpo.config import HRPOConfig
-from hrpo.trainer import HandOff, HandOffError, HRPOTrainer, batch_key
-from tests.conftest import REPO_ROOT, build_tiny_model
-
-
-def contains_e(completions, **kwargs):
-    """Toy reward: share of completion characters that are the letter 'e'."""
-    texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
-    return [t.count("e") / max(len(t), 1) for t in texts]
-
-
-def toy_dataset(n: int = 16) -> Dataset:
-    return Dataset.from_list(
-        [
-            {"prompt": [{"role": "user", "content": f"Write word number {i}."}], "gold": str(i)}
-            for i in range(n)
-        ]
-    )
-
-
-def make_trainer(tokenizer, tmp_path, hybrid=True, peft=True, **overrides) -> HRPOTrainer:
-    model = build_tiny_model("llama", vocab_size=len(tokenizer), seed=1)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    settings = {
-        "output_dir": str(tmp_path / "run"),
-        "max_steps": 3,
-        "per_device_train_batch_size": 4,
-        "num_generations": 4,
-        "max_completion_length": 12,
-        "use_cpu": True,
-        "bf16": False,
-        "save_strategy": "no",
-        "log_completions": False,
-        "hybrid": hybrid,
-        "r_min": 0.9,
-        "learning_rate": 1e-3,
-        "seed": 0,
-    }
-    settings.update(overrides)
-    return HRPOTrainer(
-        model=model,
-        reward_funcs=[contains_e],
-        args=HRPOConfig(**settings),
-        train_dataset=toy_dataset(),
-        processing_class=tokenizer,
-        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if peft else None,
-    )
+from hrpo.testing import build_tiny_model, make_tiny_trainer, toy_prompt_dataset
+from hrpo.trainer import HandOff, HandOffError, batch_key
+from tests.conftest import REPO_ROOT
 
 
 @pytest.mark.slow
 def test_three_steps_move_every_group_and_log_metrics(smol_tokenizer, tmp_path):
-    trainer = make_trainer(smol_tokenizer, tmp_path)
+    trainer = make_tiny_trainer(smol_tokenizer, tmp_path)
     groups = {g["name"]: [p.detach().clone() for p in g["params"]] for g in trainer.parameter_groups()}
     assert set(groups) == {"policy", "gate", "lambda"}
     assert trainer.gate.Lambda.dtype == torch.float32
@@ -97,7 +52,7 @@ def test_three_steps_move_every_group_and_log_metrics(smol_tokenizer, tmp_path):
 
 @pytest.mark.slow
 def test_hybrid_off_is_plain_grpo(smol_tokenizer, tmp_path):
-    trainer = make_trainer(smol_tokenizer, tmp_path, hybrid=False, max_steps=1)
+    trainer = make_tiny_trainer(smol_tokenizer, tmp_path, hybrid=False, max_steps=1)
     assert trainer.gate is None and not hasattr(trainer.model, "hrpo_gate")
     trainer.train()
     log = next(h for h in trainer.state.log_history if "loss" in h)
@@ -107,7 +62,7 @@ def test_hybrid_off_is_plain_grpo(smol_tokenizer, tmp_path):
 
 @pytest.mark.slow
 def test_checkpoints_hold_gate_and_marker_and_resume_continues(smol_tokenizer, tmp_path):
-    trainer = make_trainer(smol_tokenizer, tmp_path, max_steps=3, save_strategy="steps", save_steps=1)
+    trainer = make_tiny_trainer(smol_tokenizer, tmp_path, max_steps=3, save_strategy="steps", save_steps=1)
     trainer.train()
     run = tmp_path / "run"
     for step in (1, 2, 3):
@@ -122,12 +77,12 @@ def test_checkpoints_hold_gate_and_marker_and_resume_continues(smol_tokenizer, t
     # A checkpoint interrupted mid-save (no marker) is refused; `latest` skips it.
     (run / "checkpoint-3" / COMPLETE_MARKER).unlink()
     assert latest_complete(run) == str(run / "checkpoint-2")
-    resumed = make_trainer(smol_tokenizer, tmp_path, max_steps=3, save_strategy="no")
+    resumed = make_tiny_trainer(smol_tokenizer, tmp_path, max_steps=3, save_strategy="no")
     with pytest.raises(IncompleteCheckpointError, match="incomplete"):
         resumed.train(resume_from_checkpoint=str(run / "checkpoint-3"))
 
     # Resume from step 1: steps 2 and 3 run again with the same schedule (LR) as the uninterrupted run.
-    resumed = make_trainer(smol_tokenizer, tmp_path, max_steps=3, save_strategy="no")
+    resumed = make_tiny_trainer(smol_tokenizer, tmp_path, max_steps=3, save_strategy="no")
     output = resumed.train(resume_from_checkpoint=str(run / "checkpoint-1"))
     assert output.global_step == 3
     original = {h["step"]: h for h in trainer.state.log_history if "loss" in h}
@@ -136,7 +91,7 @@ def test_checkpoints_hold_gate_and_marker_and_resume_continues(smol_tokenizer, t
     for step in (2, 3):
         assert again[step]["learning_rate"] == pytest.approx(original[step]["learning_rate"])
     with pytest.raises(IncompleteCheckpointError, match="no complete checkpoint"):
-        make_trainer(smol_tokenizer, tmp_path / "empty", save_strategy="no").train(
+        make_tiny_trainer(smol_tokenizer, tmp_path / "empty", save_strategy="no").train(
             resume_from_checkpoint="latest"
         )
 
@@ -214,7 +169,7 @@ def test_rollouts_get_checkpointing_kwargs_and_log_the_authors_hidden_ratio(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "unwrap_model_for_generation", recording)
-    trainer = make_trainer(smol_tokenizer, tmp_path, gradient_checkpointing=True,
+    trainer = make_tiny_trainer(smol_tokenizer, tmp_path, gradient_checkpointing=True,
                            gradient_checkpointing_kwargs={"use_reentrant": False})  # fmt: skip
     kept = []
     generate = trainer._generate_single_turn
@@ -227,7 +182,7 @@ def test_rollouts_get_checkpointing_kwargs_and_log_the_authors_hidden_ratio(
     trainer._generate_single_turn = keep_rollout
     trainer.model.train()
     torch.manual_seed(0)
-    trainer._generate_and_score_completions([dict(toy_dataset(1)[0]) for _ in range(4)])
+    trainer._generate_and_score_completions([dict(toy_prompt_dataset(1)[0]) for _ in range(4)])
     assert seen["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
     (rollout,) = kept
     slots = rollout.thinking_mask
@@ -242,7 +197,7 @@ def test_rollouts_get_checkpointing_kwargs_and_log_the_authors_hidden_ratio(
 
 def test_gate_stays_in_the_graph_without_thinking_slots(smol_tokenizer, tmp_path):
     """DDP needs a gradient for every parameter: a micro-batch without hybrid slots still reaches the gate."""
-    trainer = make_trainer(smol_tokenizer, tmp_path)
+    trainer = make_tiny_trainer(smol_tokenizer, tmp_path)
     ids = torch.randint(0, 1000, (2, 9))
     mask = torch.ones_like(ids)
     replay = {
@@ -262,7 +217,7 @@ def test_gate_stays_in_the_graph_without_thinking_slots(smol_tokenizer, tmp_path
 
 def test_weight_decay_skips_biases_and_norms_but_not_the_gate(smol_tokenizer, tmp_path):
     """As the authors' patch.py: HF's decay split for the policy; gate weights, biases and Lambda all decayed."""
-    full = make_trainer(smol_tokenizer, tmp_path / "full", peft=False, beta=0.0)
+    full = make_tiny_trainer(smol_tokenizer, tmp_path / "full", peft=False, beta=0.0)
     groups = {g["name"]: g for g in full.parameter_groups()}
     assert list(groups) == ["policy", "policy_no_decay", "gate", "lambda"]
     names = {id(p): n for n, p in full.model.named_parameters()}
@@ -282,7 +237,7 @@ def test_weight_decay_skips_biases_and_norms_but_not_the_gate(smol_tokenizer, tm
         == groups["policy"]["weight_decay"]
         == 0.1
     )
-    lora = make_trainer(smol_tokenizer, tmp_path / "lora")
+    lora = make_tiny_trainer(smol_tokenizer, tmp_path / "lora")
     assert [g["name"] for g in lora.parameter_groups()] == [
         "policy",
         "gate",
@@ -338,7 +293,7 @@ def test_hand_off_is_taken_once_by_its_own_batch():
 
 def test_a_rollout_of_another_batch_is_refused(smol_tokenizer, tmp_path):
     """TRL's batch must hold the rollout's completions: a stale or foreign rollout fails loudly."""
-    trainer = make_trainer(smol_tokenizer, tmp_path)
+    trainer = make_tiny_trainer(smol_tokenizer, tmp_path)
     trainer.model.train()
     generate = trainer._generate_single_turn
 
@@ -351,7 +306,7 @@ def test_a_rollout_of_another_batch_is_refused(smol_tokenizer, tmp_path):
     trainer._generate_single_turn = swap_rows
     torch.manual_seed(0)
     with pytest.raises(HandOffError, match="other completion tokens"):
-        trainer._generate_and_score_completions([dict(toy_dataset(1)[0]) for _ in range(4)])
+        trainer._generate_and_score_completions([dict(toy_prompt_dataset(1)[0]) for _ in range(4)])
 
 
 @pytest.mark.parametrize(
