@@ -116,3 +116,9 @@ def test_library_modules_never_import_the_commands():
         if not module.startswith(("hrpo.commands", "hrpo.cli", "hrpo.eval", "hrpo.train")):
             commands = sorted(t for t in targets if t.startswith("hrpo.commands") or t == "hrpo.cli")
             assert not commands, f"{module} imports the command layer: {commands}"
+
+
+def test_only_the_demo_imports_the_test_helpers():
+    """hrpo.testing (tiny models, scripted LMs) is for tests, benchmarks and the demo's smoke run only."""
+    importers = sorted(m for m, targets in import_graph().items() if "hrpo.testing" in targets)
+    assert importers == ["hrpo.demo"], f"library modules importing hrpo.testing: {importers}"
