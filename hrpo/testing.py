@@ -257,6 +257,16 @@ def scripted_eval_lm(answer: Callable[[dict], str], tokenizer: Any = None):
 
 # --------------------------------------------------------------------------- data and processes
 
+# Prompts of very different lengths (a real GSM8K question down to "Hi"), for padded-batch decode tests.
+MIXED_LENGTH_PROMPTS = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+    "Hi",
+    "What is 7 times 8? Think step by step, then give the answer after ####.",
+    "Tell me a story.",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting.",
+    "Two plus two equals what number?",
+)
+
 
 def encode(tokenizer: Any, prompts: Sequence[str]):
     """``prompts`` as one left-padded batch (``input_ids``, ``attention_mask``); sets left padding."""

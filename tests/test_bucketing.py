@@ -9,14 +9,9 @@ from hrpo.bucketing import bucketed_replay_logprobs, padded_tokens, plan_buckets
 from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import DecodeConfig, hybrid_generate, replay_logprobs
 from hrpo.latent import SamplingConfig
+from hrpo.testing import MIXED_LENGTH_PROMPTS
 
-PROMPTS = [
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
-    "Hi",
-    "What is 7 times 8? Think step by step, then give the answer after ####.",
-    "Tell me a story.",
-    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting.",
-]
+PROMPTS = list(MIXED_LENGTH_PROMPTS[:5])
 
 
 def test_plan_sorts_by_length_and_trims_each_bucket():

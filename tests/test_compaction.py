@@ -14,16 +14,9 @@ from transformers import DynamicCache
 from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import DecodeConfig, hybrid_generate, replay_logprobs
 from hrpo.latent import SamplingConfig, sparse_latents
-from hrpo.testing import encode
+from hrpo.testing import MIXED_LENGTH_PROMPTS, encode
 
-PROMPTS = [
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
-    "Hi",
-    "What is 7 times 8? Think step by step, then give the answer after ####.",
-    "Tell me a story.",
-    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting.",
-    "Two plus two equals what number?",
-]
+PROMPTS = list(MIXED_LENGTH_PROMPTS)
 SAMPLED = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95)
 GREEDY = SamplingConfig(greedy=True)
 
