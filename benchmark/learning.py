@@ -322,8 +322,24 @@ def main(argv: list[str] | None = None) -> int:
         "held-out metrics are always the paper's reward",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (use 1 on a busy machine)")
+    parser.add_argument(
+        "--skip_base",
+        action="store_true",
+        help="do not evaluate the base model (for a part run whose base comes from another part; see --merge)",
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine the learning.json files of part runs (e.g. --methods HRPO in one process and --methods "
+        "GRPO --skip_base in another, 1 thread each: both cores busy, no OpenMP contention) into one report in "
+        "--out; trains nothing",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmark" / "results" / "learning")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
@@ -358,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, list[float]] = {}
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     base_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    base = eval_sets(base_model, tokenizer, None, False, sets, args, timings, "base")
+    base = (
+        None if args.skip_base else eval_sets(base_model, tokenizer, None, False, sets, args, timings, "base")
+    )
     del base_model
 
     runs: dict[str, list[dict]] = {}
@@ -369,34 +387,82 @@ def main(argv: list[str] | None = None) -> int:
             result, _ = train_method(method, method == "HRPO", seed, args, train_rows, sets, timings)
             runs.setdefault(method, []).append(result)
 
-    comparison = compare(base, runs, list(sets), args)
     wall = time.perf_counter() - wall_start
-    # Estimate of the full default run from the measured per-step and per-item times (same caps and batch).
-    per = {k: sum(v) / len(v) for k, v in timings.items()}
-    full_steps = recipe.max_steps
-    n_models = 1 + len(methods) * len(seeds)
-    estimate = (
-        per.get("train_step_s", 0.0) * full_steps * len(methods) * len(seeds)
-        + per["eval_arithmetic_per_item_s"] * FULL["test_items"] * n_models
-        + per["eval_gsm8k_per_item_s"] * FULL["gsm8k_items"] * n_models
-    )
     payload = {
         "args": {k: str(v) for k, v in vars(args).items()},
         "recipe": {k: str(getattr(recipe, k)) for k in RECIPE_KEYS},
         "steps": steps,
+        "prompts_per_step": prompts_per_step,
+        "num_generations": recipe.num_generations,
+        "full_steps": recipe.max_steps,
         "load_before": load_before,
         "load_after": os.getloadavg(),
         "wall_seconds": wall,
         "timings": timings,
-        "estimated_full_run_seconds": estimate,
         "base": base,
         "runs": runs,
-        "comparison": comparison,
     }
+    (args.out / "learning.json").write_text(
+        json.dumps(payload, indent=1)
+    )  # first: nothing lost if report fails
+    if base is None:  # a part run: its report comes from --merge
+        print(
+            f"part run done in {wall / 60:.1f} min; wrote {args.out / 'learning.json'} (combine with --merge)"
+        )
+        return 0
+    report(payload, args)
+    return 0
+
+
+def merge(args) -> int:
+    """One report from part runs: the base of the part that has it, the runs of all, wall = the longest part."""
+    parts = [json.loads(Path(p).read_text()) for p in args.merge]
+    bases = [p["base"] for p in parts if p["base"] is not None]
+    if len(bases) != 1:
+        raise SystemExit(f"--merge needs exactly one part with a base evaluation, got {len(bases)}")
+    payload = dict(next(p for p in parts if p["base"] is not None))
+    payload["runs"] = {}
+    payload["timings"] = {}
+    for part in parts:
+        if part["steps"] != payload["steps"] or part["recipe"] != payload["recipe"]:
+            raise SystemExit(
+                f"--merge: parts differ in steps or recipe ({part['steps']} vs {payload['steps']})"
+            )
+        for method, results in part["runs"].items():
+            payload["runs"].setdefault(method, []).extend(results)
+        for key, values in part["timings"].items():
+            payload["timings"].setdefault(key, []).extend(values)
+    payload["parts"] = [str(p) for p in args.merge]
+    payload["wall_seconds"] = max(p["wall_seconds"] for p in parts)
+    payload["load_before"] = [p["load_before"] for p in parts]
+    payload["load_after"] = [p["load_after"] for p in parts]
+    args.out.mkdir(parents=True, exist_ok=True)
+    report(payload, args)
+    return 0
+
+
+def report(payload: dict, args) -> None:
+    """Comparison table (paired bootstrap), full-run estimate, JSON and PNG in ``args.out``."""
+    base, runs, timings = payload["base"], payload["runs"], payload["timings"]
+    steps, prompts_per_step, full_steps = payload["steps"], payload["prompts_per_step"], payload["full_steps"]
+    sets = list(base)
+    comparison = compare(base, runs, sets, args)
+    wall = payload["wall_seconds"]
+    # Estimate of the full default run from the measured per-step and per-item times (same caps and batch).
+    per = {k: sum(v) / len(v) for k, v in timings.items()}
+    n_seeds = max(len(r) for r in runs.values())
+    n_models = 1 + sum(len(r) for r in runs.values())
+    estimate = (
+        per.get("train_step_s", 0.0) * full_steps * sum(len(r) for r in runs.values())
+        + per["eval_arithmetic_per_item_s"] * FULL["test_items"] * n_models
+        + per["eval_gsm8k_per_item_s"] * FULL["gsm8k_items"] * n_models
+    )
+    payload = {**payload, "estimated_full_run_seconds": estimate, "comparison": comparison}
     (args.out / "learning.json").write_text(json.dumps(payload, indent=1))
+    seeds = ",".join(sorted({str(r["seed"]) for results in runs.values() for r in results}))
     title = (
-        f"SmolLM2-135M-Instruct, arithmetic mix {args.mix}: HRPO vs GRPO, {steps} steps x {prompts_per_step} prompts "
-        f"x G={recipe.num_generations}, seeds {args.seeds}"
+        f"SmolLM2-135M-Instruct, arithmetic mix {payload['args']['mix']}: HRPO vs GRPO, {steps} steps x "
+        f"{prompts_per_step} prompts x G={payload['num_generations']}, seeds {seeds}"
     )
     plot(runs, args.out / "learning.png", title)
 
@@ -420,19 +486,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"last {k} {sum(rewards[-k:]) / k:.3f}; zero-std groups "
                 f"{sum(h.get('frac_reward_zero_std', 0.0) for h in res['history']) / len(rewards):.2f} on average"
             )
-    print(f"\nwall time {wall / 60:.1f} min (load average before {load_before}, after {os.getloadavg()})")
+    print(
+        f"\nwall time {wall / 60:.1f} min (load average before {payload['load_before']}, "
+        f"after {payload['load_after']})"
+    )
     print(
         f"measured: {per.get('train_step_s', 0.0):.1f} s per training step, "
         f"{per['eval_arithmetic_per_item_s']:.2f} s per held-out problem, "
         f"{per['eval_gsm8k_per_item_s']:.2f} s per GSM8K item"
     )
     print(
-        f"estimated wall time of the full run ({full_steps} steps x {len(methods)} methods x {len(seeds)} seed(s), "
-        f"{FULL['test_items']} + {FULL['gsm8k_items']} eval items x {n_models} models) at this machine's speed: "
-        f"{estimate / 60:.0f} min"
+        f"estimated wall time of the full run ({full_steps} steps x {len(runs)} methods x {n_seeds} seed(s), "
+        f"{FULL['test_items']} + {FULL['gsm8k_items']} eval items x {n_models} models), one process at this "
+        f"machine's speed: {estimate / 60:.0f} min"
     )
     print(f"wrote {args.out / 'learning.json'} and {args.out / 'learning.png'}")
-    return 0
 
 
 if __name__ == "__main__":
