@@ -23,8 +23,9 @@ flow through the stored latents) and uses the same attention mask and position i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -32,6 +33,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from hrpo.gate import ThinkingGate
 from hrpo.latent import (
     SamplingConfig,
+    StepDistribution,
     choose_tokens,
     chosen_logprobs,
     row_uniforms,
@@ -127,6 +129,25 @@ class Rollout:
         return 0
 
 
+class StepView(NamedTuple):
+    """What one decode step chose and will feed back, for an observer of :func:`hybrid_generate` (the lens).
+
+    ``n`` rows still in the batch; ``rows`` maps them to rows of the full batch. Tensors are the loop's own (do
+    not modify them); ``inputs_embeds`` is exactly what the next forward receives for each row's chosen token.
+    """
+
+    step: int  # completion position k (0-based)
+    rows: torch.Tensor  # (n,) long: full-batch row of each batch row
+    tokens: torch.Tensor  # (n,) long: chosen token (pad for rows already stopped)
+    live: torch.Tensor  # (n,) bool: the row had not stopped before this step
+    hybrid: torch.Tensor  # (n,) bool: the token is fed back as a hybrid embedding
+    logits: torch.Tensor  # (n, V): the logits the token was chosen from
+    dist: StepDistribution | None  # the sampling distribution p (None for plain greedy without log-probs)
+    inputs_embeds: torch.Tensor  # (n, D) model dtype: the input embedding fed for the chosen token
+    embeds_ratio: torch.Tensor  # (n,) fp32: mean_D(a) at hybrid rows, 1 elsewhere
+    hidden_ratio: torch.Tensor  # (n,) fp32: mean_D(sqrt(1 - a^2)) at hybrid rows, 0 elsewhere
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding (as HF ``generate``): ``cumsum(mask) - 1``, 0 on pads. ``(B, L)``."""
     positions = attention_mask.long().cumsum(-1) - 1
@@ -181,6 +202,7 @@ def hybrid_generate(
     tokenizer: PreTrainedTokenizerBase | None = None,
     generator: torch.Generator | None = None,
     row_seeds: Sequence[int] | None = None,
+    observer: Callable[[StepView], None] | None = None,
 ) -> Rollout:
     """Decode a left-padded batch ``(B, P)``; see the module docstring.
 
@@ -191,6 +213,9 @@ def hybrid_generate(
     (:func:`hrpo.latent.row_uniforms`), so its tokens depend on its prompt, its seed and the model only --
     not on the other rows nor on compaction. Without ``row_seeds`` the seeds are drawn from ``generator``
     (else from torch's global RNG): the same generator state gives the same rollout. Greedy draws nothing.
+
+    ``observer`` (default None: nothing extra is computed) is called once per step with a :class:`StepView`
+    after the step's inputs are built, before the next forward; it must not change what it is handed.
     """
     sampling = config.sampling
     hybrid = config.hybrid and gate is not None
@@ -299,6 +324,21 @@ def hybrid_generate(
             think_slots[active[mix_rows], step] = True
             e_ratio[active[mix_rows], step] = a_mean
             h_ratio[active[mix_rows], step] = h_mean
+        if observer is not None:
+            observer(
+                StepView(
+                    step,
+                    active,
+                    chosen,
+                    live,
+                    hybrid_now,
+                    logits,
+                    dist,
+                    token_embeds[:, 0],
+                    e_ratio[active, step],
+                    h_ratio[active, step],
+                )
+            )
 
         hit_eos = torch.isin(chosen, eos_ids) & live
         finished |= hit_eos
