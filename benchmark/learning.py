@@ -238,35 +238,23 @@ def compare(base: dict, runs: dict[str, list[dict]], sets: list[str], args) -> d
 
 
 def plot(runs: dict[str, list[dict]], path: Path, title: str) -> None:
-    import matplotlib
+    """The CURVES panels of every method and seed, drawn by :func:`hrpo.plotting.plot_curves` (``hrpo plot``)."""
+    from hrpo.plotting import Panel, plot_curves, run_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
     colors = {"HRPO": "tab:red", "GRPO": "tab:blue"}
-    for ax, (key, label) in zip(axes.flat, CURVES, strict=True):
-        for method, results in runs.items():
-            for k, res in enumerate(results):
-                points = [(h["step"], h[key]) for h in res["history"] if key in h]
-                if points:
-                    steps, values = zip(*points, strict=True)
-                    ax.plot(
-                        steps,
-                        values,
-                        marker="o",
-                        ms=3,
-                        color=colors.get(method),
-                        alpha=1.0 if k == 0 else 0.5,
-                        label=f"{method} seed {res['seed']}",
-                    )
-        ax.set(xlabel="optimizer step", title=label)
-        ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    panels = [Panel(key, label, keys=(key,)) for key, label in CURVES]
+    curves = [
+        run_curves(
+            res["history"],
+            f"{method} seed {res['seed']}",
+            panels,
+            color=colors.get(method),
+            alpha=1.0 if k == 0 else 0.5,
+        )
+        for method, results in runs.items()
+        for k, res in enumerate(results)
+    ]
+    plot_curves(curves, path, panels, title=title)
 
 
 def gsm8k_rows(n: int, data_dir: Path | None) -> list[dict]:
