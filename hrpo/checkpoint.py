@@ -118,22 +118,48 @@ def read_gate_config(directory: str | os.PathLike, hidden_size: int | None = Non
             "folder, or evaluate without a checkpoint to use the base model"
         )
     try:
-        meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise GateCheckpointError(f"{config_path} is not valid JSON: {err}") from err
+        meta = json.loads(config_path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise GateCheckpointError(
+            f"{config_path} is not valid JSON: {err}; restore it from a good copy or use another checkpoint"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != GATE_FORMAT:
-        raise GateCheckpointError(f"{config_path} is not an HRPO gate file (expected format '{GATE_FORMAT}')")
+        raise GateCheckpointError(
+            f"{config_path} is not an HRPO gate file (expected format '{GATE_FORMAT}'); point at a folder "
+            "written by hrpo train, or use another checkpoint"
+        )
     if meta.get("format_version") != GATE_FORMAT_VERSION:
         raise GateCheckpointError(
             f"{config_path} has gate format version {meta.get('format_version')}; this hrpo reads version "
             f"{GATE_FORMAT_VERSION}"
         )
+    from dataclasses import fields
+
     from hrpo.gate import GateConfig
 
+    # Field types first, so a hand-edited or foreign file names the field instead of failing inside GateConfig.
+    fix = "restore the file from a good copy of the checkpoint, or use another checkpoint"
+    block = meta.get("gate")
+    if not isinstance(block, dict):
+        raise GateCheckpointError(f"{config_path}: field 'gate' must be an object, got {block!r}; {fix}")
+    for f in fields(GateConfig):
+        value = block.get(f.name)
+        integral = f.name == "hidden_size"
+        if f.name in block and (
+            isinstance(value, bool) or not isinstance(value, int if integral else (int, float))
+        ):
+            want = "an integer" if integral else "a number"
+            raise GateCheckpointError(
+                f"{config_path}: field 'gate.{f.name}' must be {want}, got {value!r}; {fix}"
+            )
+    if not isinstance(meta.get("decoding", {}), dict):
+        raise GateCheckpointError(
+            f"{config_path}: field 'decoding' must be an object, got {meta['decoding']!r}; {fix}"
+        )
     try:
         GateConfig(**meta["gate"])
     except (KeyError, TypeError, ValueError) as err:
-        raise GateCheckpointError(f"{config_path} has an invalid 'gate' block: {err}") from err
+        raise GateCheckpointError(f"{config_path} has an invalid 'gate' block: {err}; {fix}") from None
     saved = meta["gate"]["hidden_size"]
     if hidden_size is not None and saved != hidden_size:
         raise GateCheckpointError(
@@ -161,11 +187,22 @@ def load_gate(
     try:
         tensors = load_file(path)
     except Exception as err:  # safetensors raises its own error types for truncated/garbled files
-        raise GateCheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+        raise GateCheckpointError(
+            f"{path} is not a readable safetensors file ({err}): it is cut short or damaged (the run may "
+            "have died while saving); resume or evaluate from another checkpoint"
+        ) from None
     expected = {name: tuple(p.shape) for name, p in gate.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in tensors.items()}
     if expected != found:
-        raise GateCheckpointError(f"{path} holds tensors {found}, expected {expected} for this gate config")
+        raise GateCheckpointError(
+            f"{path} holds tensors {found}, expected {expected} for this gate config: the weights and "
+            f"{GATE_CONFIG} do not belong together; use another checkpoint"
+        )
+    bad = [name for name, t in tensors.items() if not t.is_floating_point() or not bool(t.isfinite().all())]
+    if bad:
+        raise GateCheckpointError(
+            f"{path}: tensors {bad} are not finite floats: the file is damaged; use another checkpoint"
+        )
     gate.load_state_dict(tensors)
     return gate.to(device)
 

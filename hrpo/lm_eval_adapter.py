@@ -266,6 +266,9 @@ class HRPOLM(HFLM):
             return
         from peft import PeftModel
 
+        from hrpo.adapter_check import check_adapter_fits
+
+        check_adapter_fits(self.settings.checkpoint, self._model)  # another model's adapter: clear error
         model = PeftModel.from_pretrained(self._model, self.settings.checkpoint)
         # Merged LoRA decodes at base-model cost and exposes the plain embedding the latent is built from.
         self._model = model.merge_and_unload() if self._merge_lora else model

@@ -59,7 +59,9 @@ def _file_dataset(bench: benchmarks.Benchmark, meta: dict[str, Any]) -> datasets
     if not meta.get(bench.key):
         example = json.dumps({bench.key: "path/to/rows.jsonl"})
         raise ValueError(f"{bench.task_name} needs --metadata '{example}'")
-    rows = [{**row, "task": bench.prompt} for row in read_rows(meta[bench.key])]
+    rows = [
+        {**row, "task": bench.prompt} for row in read_rows(meta[bench.key], required=("question", "gold"))
+    ]
     return _to_dataset(rows, bench.eval_split, meta)
 
 

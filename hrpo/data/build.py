@@ -14,9 +14,10 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from hrpo.data.loaders import load_benchmark
-from hrpo.data.rows import BadRowPolicy, DataSourceError, Row
+from hrpo.data.rows import BadRowPolicy, DataSourceError, Row, RowError, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,20 @@ def write_jsonl(rows: Iterable[Row], path: str | os.PathLike) -> int:
     return n
 
 
-def read_rows(path: str | os.PathLike) -> list[Row]:
-    """Read a jsonl written by :func:`write_jsonl` (e.g. a merged training set)."""
-    with Path(path).open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def read_rows(path: str | os.PathLike, required: tuple[str, ...] = ()) -> list[Row]:
+    """Read a jsonl written by :func:`write_jsonl` (e.g. a merged training set), every line a JSON object
+    with the ``required`` fields; a missing or empty file, a line that is not UTF-8 / JSON / an object, or is
+    cut short raises :class:`~hrpo.data.rows.MalformedRowError` (or DataSourceError) naming ``path:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataSourceError(f"rows file {path} not found; pass an existing jsonl of rows")
+
+    def convert(raw: Any, index: int) -> Row:
+        if not isinstance(raw, dict):
+            raise RowError(f"expected a JSON object, got {type(raw).__name__}")
+        missing = [k for k in required if raw.get(k) in (None, "", [])]
+        if missing:
+            raise RowError(f"missing or empty field(s) {missing} (each row needs {list(required)})")
+        return raw
+
+    return read_jsonl(path, convert, BadRowPolicy())

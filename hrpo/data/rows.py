@@ -87,33 +87,81 @@ def convert_items(
     return rows
 
 
+REWRITE_HINT = "re-download or re-write the file"
+
+
+def _not_utf8(err: UnicodeDecodeError, data: bytes) -> str:
+    return f"not UTF-8 (byte {data[err.start]:#04x} at column {err.start + 1}); re-save the file as UTF-8"
+
+
+def _empty_file(path: Path) -> MalformedRowError:
+    """An empty file is never a skippable row: a loader must not quietly yield zero rows."""
+    return MalformedRowError(str(path), f"the file is empty (no rows); {REWRITE_HINT}")
+
+
 def _jsonl_items(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    # Bytes, decoded line by line: a non-UTF-8 byte is then a row error naming its line, not a codec traceback.
+    seen = False
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
+            seen = True
             where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield where, RowError(_not_utf8(err, raw))
+                continue
             try:
                 yield where, json.loads(line)
             except json.JSONDecodeError as err:
-                yield where, RowError(f"invalid JSON ({err.msg})")
+                cut = "" if raw.endswith(b"\n") else f"; the file ends mid-line (cut short?): {REWRITE_HINT}"
+                yield where, RowError(f"invalid JSON ({err.msg} at column {err.colno}){cut}")
+    if not seen:
+        raise _empty_file(path)
 
 
 def read_jsonl(path: Path, convert: Callable[[Any, int], Row | None], policy: BadRowPolicy) -> list[Row]:
-    """Read a jsonl file, converting each line; errors name ``path:line`` (1-based; blank lines skipped)."""
+    """Read a jsonl file, converting each line; errors name ``path:line`` (1-based; blank lines skipped).
+
+    Bad lines (not UTF-8, not JSON, cut short, rejected by ``convert``) go to ``policy``; an empty file raises
+    :class:`MalformedRowError` whatever the policy.
+    """
     return convert_items(_jsonl_items(path), _raise_parse_errors(convert), policy, path)
 
 
 def read_json_list(path: Path, convert: Callable[[Any, int], Row | None], policy: BadRowPolicy) -> list[Row]:
-    """Read a JSON file holding one list; errors name ``path:item N`` (0-based index into the list)."""
-    with path.open(encoding="utf-8") as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as err:
-            raise MalformedRowError(f"{path}:{err.lineno}", f"invalid JSON ({err.msg})") from err
-    if not isinstance(data, list):
-        raise MalformedRowError(str(path), f"expected a JSON list of objects, got {type(data).__name__}")
-    items = ((f"{path}:item {i}", item) for i, item in enumerate(data))
+    """Read a JSON file holding one list; errors name ``path:item N`` (0-based index into the list), or
+    ``path:line`` when the file itself is not UTF-8 / not JSON / cut short."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1)
+        raise MalformedRowError(
+            f"{path}:{line}",
+            f"not UTF-8 (byte {data[err.start]:#04x} at column {col + 1}); re-save it as UTF-8",
+        ) from None
+    if not text.strip():
+        raise _empty_file(path)
+    try:
+        items_list = json.loads(text)
+    except json.JSONDecodeError as err:
+        cut = (
+            f"; the file ends inside the JSON (cut short?): {REWRITE_HINT}"
+            if err.pos >= len(text.rstrip()) - 1
+            else ""
+        )
+        raise MalformedRowError(
+            f"{path}:{err.lineno}", f"invalid JSON ({err.msg} at column {err.colno}){cut}"
+        ) from None
+    if not isinstance(items_list, list):
+        raise MalformedRowError(
+            str(path), f"expected a JSON list of objects, got {type(items_list).__name__}"
+        )
+    items = ((f"{path}:item {i}", item) for i, item in enumerate(items_list))
     return convert_items(items, convert, policy, path)
 
 
@@ -124,9 +172,20 @@ def read_csv(path: Path, convert: Callable[[Any, int], Row | None], policy: BadR
         with path.open(encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
             start = 1
-            for record in reader:
-                yield f"{path}:{start}", record
-                start = reader.line_num + 1  # quoted fields may span several physical lines
+            try:
+                for record in reader:
+                    yield f"{path}:{start}", record
+                    start = reader.line_num + 1  # quoted fields may span several physical lines
+            except csv.Error as err:  # e.g. a NUL byte: the record starting at this line
+                raise MalformedRowError(f"{path}:{start}", f"not CSV ({err}); {REWRITE_HINT}") from None
+            except UnicodeDecodeError as err:  # the decoder reads ahead: the line is the first not yet parsed
+                raise MalformedRowError(
+                    f"{path}:{start}",
+                    f"not UTF-8 (byte {err.object[err.start]:#04x}) at or after this line; "
+                    "re-save the file as UTF-8",
+                ) from None
+        if start == 1:
+            raise _empty_file(path)
 
     return convert_items(items(), convert, policy, path)
 
