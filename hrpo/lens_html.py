@@ -37,7 +37,7 @@ h3 { font-size: 14px; margin: 0 0 6px; }
 .meta { color: #4b5563; margin: 0; }
 .legend { display: flex; align-items: center; gap: 8px; margin-top: 6px; color: #374151; flex-wrap: wrap; }
 .ramp { width: 160px; height: 12px; border: 1px solid #d1d5db;
-        background: linear-gradient(to right, rgba(var(--hue), 0.06), rgba(var(--hue), 0.9)); }
+        background: linear-gradient(to right, rgba(var(--hue), 0.08), rgba(var(--hue), 0.6)); }
 .key { padding: 0 4px; border-radius: 3px; }
 .layout { display: grid; grid-template-columns: minmax(0, 1fr) 340px; gap: 16px; padding: 16px 20px; }
 .item { background: #fff; border: 1px solid #e5e7eb; border-radius: 8px; padding: 12px; margin-bottom: 16px; }
@@ -45,7 +45,7 @@ h3 { font-size: 14px; margin: 0 0 6px; }
 .side { min-width: 0; }
 .summary { border-collapse: collapse; margin-bottom: 6px; font-size: 13px; }
 .summary td { padding: 1px 8px 1px 0; vertical-align: top; }
-.summary td:first-child { color: #6b7280; }
+.summary td:first-child { color: #6b7280; white-space: nowrap; }
 .tokens { font: 13px/1.9 ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap;
           word-break: break-word; border-top: 1px solid #f3f4f6; padding-top: 6px; }
 .tok { cursor: pointer; border-radius: 2px; }
@@ -63,7 +63,8 @@ svg.plot text { font: 10px system-ui, sans-serif; fill: #4b5563; }
 #details { position: sticky; top: 12px; align-self: start; background: #fff; border: 1px solid #e5e7eb;
            border-radius: 8px; padding: 12px; font-size: 13px; }
 #details table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; }
-#details td { padding: 1px 4px; font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre; }
+#details td { padding: 1px 4px; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
+              white-space: pre-wrap; word-break: break-all; }
 #details td.v { text-align: right; }
 .bar { display: inline-block; height: 8px; background: rgba(var(--hue), 0.7); vertical-align: middle; }
 .muted { color: #6b7280; }
@@ -143,12 +144,31 @@ _JS = """
 """
 
 
-def _alpha(hidden_ratio: float, top: float) -> float:
-    """Background opacity of a token: 0.06 .. 0.9 across ``0 .. top`` (the page's largest hidden ratio)."""
-    return 0.06 + 0.84 * min(max(hidden_ratio / top, 0.0), 1.0) if top > 0 else 0.0
+def scale_of(records: Sequence[CompletionRecord]) -> tuple[float, float]:
+    """``(low, high)``: the range of the hidden ratios of the hybrid tokens on the page (colours and plots).
+
+    A gate gives every token nearly the same share at init and moves it per token as it trains, so the page
+    spreads its colours over the range it actually holds; a range narrower than 0.01 is widened to 0.01.
+    """
+    values = [t.hidden_ratio for r in records for t in r.tokens if t.hybrid]
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    if high - low < 0.01:
+        middle = (high + low) / 2
+        low, high = max(0.0, middle - 0.005), middle + 0.005
+    return low, high
 
 
-def _token_span(t: TokenRecord, item: int, side: str, top: float, boundary: int | None) -> str:
+def _level(value: float, scale: tuple[float, float]) -> float:
+    """``value`` on ``scale`` as 0..1 (clamped)."""
+    low, high = scale
+    return min(max((value - low) / (high - low), 0.0), 1.0)
+
+
+def _token_span(
+    t: TokenRecord, item: int, side: str, scale: tuple[float, float], boundary: int | None
+) -> str:
     classes = ["tok", t.phase]
     if t.hybrid:
         classes.append("hybrid")
@@ -163,7 +183,9 @@ def _token_span(t: TokenRecord, item: int, side: str, top: float, boundary: int 
     elif t.text.startswith("\n"):
         classes.append("nl")
     style = (
-        f' style="background-color: rgba(var(--hue), {_alpha(t.hidden_ratio, top):.3f})"' if t.hybrid else ""
+        f' style="background-color: rgba(var(--hue), {0.08 + 0.52 * _level(t.hidden_ratio, scale):.3f})"'
+        if t.hybrid
+        else ""
     )
     title = f"{t.position}: {t.token!r} a={t.a:.3f} hidden={t.hidden_ratio:.3f}"
     span = (
@@ -175,29 +197,28 @@ def _token_span(t: TokenRecord, item: int, side: str, top: float, boundary: int 
     return span
 
 
-def plot_svg(record: CompletionRecord, y_max: float) -> str:
-    """An inline SVG: hidden ratio (y, 0..``y_max``) along completion positions (x), the boundary dashed."""
+def plot_svg(record: CompletionRecord, scale: tuple[float, float]) -> str:
+    """An inline SVG: the hidden ratio of hybrid tokens (y, on ``scale``) along completion positions (x); the
+    ``####`` boundary dashed. A completion without hybrid tokens gets a note instead of a line."""
     n = len(record.tokens)
     w, h, pad = PLOT_WIDTH, PLOT_HEIGHT, PLOT_PAD
-    y_max = y_max if y_max > 0 else 1.0
 
     def x(k: float) -> float:
         return pad + (w - 2 * pad) * (k / max(n - 1, 1))
 
     def y(v: float) -> float:
-        return h - pad + (2 * pad - h) * min(max(v / y_max, 0.0), 1.0)
+        return h - pad - (h - 2 * pad) * _level(v, scale)
 
-    points = " ".join(f"{x(t.position):.1f},{y(t.hidden_ratio):.1f}" for t in record.tokens)
     parts = [
         f'<svg class="plot" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
-        f'xmlns="http://www.w3.org/2000/svg">',
+        'xmlns="http://www.w3.org/2000/svg">',
         f"<title>hidden ratio along {n} completion positions (latent {'on' if record.latent else 'off'})</title>",
         f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#9ca3af"/>',
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#9ca3af"/>',
-        f'<text x="{pad - 4}" y="{h - pad + 3}" text-anchor="end">0</text>',
-        f'<text x="{pad - 4}" y="{pad + 3}" text-anchor="end">{y_max:.2f}</text>',
+        f'<text x="{pad - 3}" y="{h - pad + 3}" text-anchor="end">{scale[0]:.3f}</text>',
+        f'<text x="{pad - 3}" y="{pad + 3}" text-anchor="end">{scale[1]:.3f}</text>',
         f'<text x="{w / 2:.0f}" y="{h - 6}" text-anchor="middle">completion position (0..{max(n - 1, 0)})</text>',
-        f'<text x="{pad + 4}" y="{pad - 8}">hidden ratio \u221a(1\u2212a\u00b2)</text>',
+        f'<text x="{pad + 4}" y="{pad - 10}">hidden ratio \u221a(1\u2212a\u00b2)</text>',
     ]
     if record.boundary is not None:
         bx = x(record.boundary)
@@ -206,9 +227,16 @@ def plot_svg(record: CompletionRecord, y_max: float) -> str:
             'stroke="#b91c1c" stroke-dasharray="4 3"/>'
         )
         parts.append(f'<text x="{bx + 3:.1f}" y="{pad + 10}" fill="#b91c1c">{escape("####")}</text>')
-    if n:
+    hybrid = [t for t in record.tokens if t.hybrid]
+    if hybrid:
+        points = " ".join(f"{x(t.position):.1f},{y(t.hidden_ratio):.1f}" for t in hybrid)
         parts.append(
             f'<polyline fill="none" stroke="rgb(37, 99, 235)" stroke-width="1.5" points="{points}"/>'
+        )
+    else:
+        parts.append(
+            f'<text x="{w / 2:.0f}" y="{h / 2:.0f}" text-anchor="middle">no hybrid inputs: every token was fed '
+            "as its plain embedding</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -233,14 +261,14 @@ def _summary(record: CompletionRecord) -> str:
     return f'<table class="summary">{cells}</table>'
 
 
-def _side(record: CompletionRecord, item: int, side: str, top: float) -> str:
+def _side(record: CompletionRecord, item: int, side: str, scale: tuple[float, float]) -> str:
     title = "latent on (hybrid inputs while thinking)" if side == "on" else "latent off (plain token inputs)"
     if side == "on" and not record.latent:
         title = "latent on requested, but there is no gate: plain token inputs"
-    spans = "".join(_token_span(t, item, side, top, record.boundary) for t in record.tokens)
+    spans = "".join(_token_span(t, item, side, scale, record.boundary) for t in record.tokens)
     return (
         f'<div class="side" data-side="{side}"><h3>{escape(title)}</h3>{_summary(record)}'
-        f'{plot_svg(record, top)}<div class="tokens">{spans}</div></div>'
+        f'{plot_svg(record, scale)}<div class="tokens">{spans}</div></div>'
     )
 
 
@@ -271,8 +299,7 @@ def render_page(
     settings: dict[str, Any] | None = None,
 ) -> str:
     """The whole page for ``(latent on, latent off)`` record pairs; ``settings`` are shown in the header."""
-    top = max((t.hidden_ratio for pair in pairs for r in pair for t in r.tokens), default=0.0)
-    scale = top if top > 0 else 1.0
+    scale = scale_of([r for pair in pairs for r in pair])
     meta = " \u00b7 ".join(f"{k}: {v}" for k, v in (settings or {}).items())
     items, data = [], []
     for i, (on, off) in enumerate(pairs):
@@ -293,8 +320,8 @@ def render_page(
             }
         )
     legend = (
-        f'<div class="legend"><span>hidden ratio</span><span>0</span><span class="ramp"></span>'
-        f"<span>{scale:.3f} (page max)</span>"
+        f'<div class="legend"><span>hidden ratio of hybrid tokens</span><span>{scale[0]:.4f}</span>'
+        f'<span class="ramp"></span><span>{scale[1]:.4f}</span>'
         '<span class="key" style="text-decoration: underline 2px #15803d">answer phase</span>'
         '<span class="key" style="outline: 2px solid #b91c1c">token completing ####</span>'
         '<span class="key" style="text-decoration: underline dotted 2px #b91c1c">nearest token differs</span>'
