@@ -58,16 +58,20 @@ Eval decodes greedy tokens while the latent is still built from the tau-tempered
 def build_parser() -> argparse.ArgumentParser:
     from lm_eval._cli.utils import MergeDictAction
 
+    from hrpo.authors_flags import EVAL_FLAGS, help_text
+
     parser = argparse.ArgumentParser(
         prog="hrpo eval",
         description="Evaluate an HRPO checkpoint (or a base model) with lm-evaluation-harness: registers the "
         "`hrpo` model (hybrid latent decoding) and runs lm-eval's own CLI on hrpo's tasks (the repository's tasks/). Results JSON and "
         "per-sample JSONL are written into the checkpoint folder (or --output_path).",
-        epilog=MODEL_ARGS_HELP + "\n\n" + __doc__.split("\n\n", 1)[1],
+        epilog=MODEL_ARGS_HELP + "\n\n" + help_text(EVAL_FLAGS) + "\n\n" + __doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--checkpoint_path", help="training output or checkpoint-N folder (LoRA adapter + gate)"
+        "--checkpoint_path",
+        help="training output or checkpoint-N folder (LoRA adapter + gate); a checkpoint of the authors' code "
+        "(gate in the adapter's modules_to_save) is converted into <folder>/hrpo_converted first",
     )
     parser.add_argument(
         "--tasks", required=True, help="comma-separated tasks/groups, e.g. hrpo_stem,hrpo_gsm8k"
@@ -148,12 +152,51 @@ def _argv(argv: list[str]):
         sys.argv = saved
 
 
+def use_authors_checkpoint(args: argparse.Namespace) -> None:
+    """If ``--checkpoint_path`` is a checkpoint of the authors' code, convert it and evaluate the conversion.
+
+    The converted folder is ``<folder>/hrpo_converted`` (reused while the source is unchanged); ``--model_args
+    pretrained=...`` names the base model when the folder name and adapter config are not the right one.
+    """
+    from hrpo.authors_layout import is_authors_checkpoint
+
+    if not args.checkpoint_path or not is_authors_checkpoint(args.checkpoint_path):
+        return
+    from hrpo.authors_checkpoint import convert_authors_checkpoint, describe_conversion
+    from hrpo.authors_layout import convert_command
+
+    pretrained = (args.model_args or {}).get("pretrained")
+    try:
+        converted = convert_authors_checkpoint(args.checkpoint_path, base_model=pretrained)
+    except PermissionError as err:
+        raise OSError(
+            f"cannot write the converted checkpoint into {args.checkpoint_path} ({err}); convert it elsewhere "
+            f"and pass that folder: {convert_command(args.checkpoint_path, 'DESTINATION')}"
+        ) from err
+    print(
+        f"hrpo eval: {args.checkpoint_path} is a checkpoint of the authors' code (gate in modules_to_save); "
+        f"evaluating its conversion {converted}: {describe_conversion(converted)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    args.checkpoint_path = str(converted)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from hrpo.authors_flags import EVAL_FLAGS, AuthorsFlagError, translate
+
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:  # the eval_*.py flags (--greedy True, --eval_examples N) become ours, each with a notice
+        raw = translate(raw, EVAL_FLAGS, "hrpo eval")
+    except AuthorsFlagError as err:
+        print(f"hrpo eval: error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
-    args, passthrough = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, passthrough = parser.parse_known_args(raw)
     from hrpo.checkpoint import GateCheckpointError
 
     try:
+        use_authors_checkpoint(args)
         lm_argv = lm_eval_argv(args, passthrough)
     except (GateCheckpointError, ValueError, OSError) as err:
         print(f"hrpo eval: error: {err}", file=sys.stderr)
