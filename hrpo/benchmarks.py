@@ -27,6 +27,15 @@ QA_METRICS = ("exact_match", "f1", "format", "hedged")
 ANSWER_METRICS = ("exact_match", "format", "hedged")
 """What it returns for gsm8k, math and multiple-choice rows."""
 
+PASSK_SUFFIX = "_passk"
+"""The sampled pass@k variant of task ``hrpo_<key>`` is ``hrpo_<key>_passk`` (``tasks/hrpo_<key>_passk.yaml``)."""
+PASSK_KS: tuple[int, ...] = (1, 2, 4, 8)
+"""The k of the variants' ``pass@<k>`` metrics (Chen et al. 2021's unbiased estimator, :mod:`hrpo.passk`)."""
+PASSK_REPEATS = 16
+"""Samples per problem (lm-eval ``repeats``) of a variant by default; a k above the repeats is not reported."""
+PASSK_METRICS: tuple[str, ...] = (*(f"pass@{k}" for k in PASSK_KS), "format", "hedged")
+"""What a variant reports (format and hedged rates: means over all samples)."""
+
 
 # The 57 subjects of the MMLU test set (Hendrycks et al. 2021), in file order of ../shared/data/mmlu/test.
 MMLU_SUBJECTS: tuple[str, ...] = (
@@ -108,10 +117,18 @@ class Benchmark:
     subjects: tuple[str, ...] = ()
     """Per-subject scores: the task also reports ``exact_match_<subject>`` for each, and ``macro_exact_match``
     (the unweighted mean over subjects) besides ``exact_match`` (the micro mean over all questions)."""
+    passk: bool = False
+    """There is also a sampled pass@k variant ``tasks/hrpo_<key>_passk.yaml`` (:data:`PASSK_METRICS`), which
+    ``hrpo leaderboard --metric pass@<k>`` shows in this column."""
 
     @property
     def task_name(self) -> str:
         return PREFIX + self.key
+
+    @property
+    def passk_task_name(self) -> str | None:
+        """``hrpo_<key>_passk``, or None without a pass@k variant."""
+        return self.task_name + PASSK_SUFFIX if self.passk else None
 
     @property
     def subject_metrics(self) -> tuple[str, ...]:
@@ -139,11 +156,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     b.key: b
     for b in (
         _stem("gsm8k", "GSM8K", "stem.load_gsm8k", ("train", "test"), "test", "gsm8k", **_PAPER_STEM,
-              stock=(("gsm8k", "exact_match,strict-match"),)),
+              stock=(("gsm8k", "exact_match,strict-match"),), passk=True),
         _stem("math", "MATH", "stem.load_math", ("train", "test"), "test", "math", **_PAPER_STEM,
               max_gen_toks=1024),
         _stem("math500", "MATH500", "stem.load_math500", ("test",), "test", "math", **_PAPER_STEM,
-              max_gen_toks=1024),
+              max_gen_toks=1024, passk=True),
         _stem("mmlu_stem", "MMLU-ST", "stem.load_mmlu_stem", ("test",), "test", "multiple_choice",
               **_PAPER_STEM, stock=(("mmlu_stem", "acc,none"),)),
         # all 57 subjects (issue 16); its own column next to MMLU-ST, not one of the paper's five (no average)
@@ -193,3 +210,8 @@ def members(group: str) -> tuple[Benchmark, ...]:
 def tasks() -> tuple[Benchmark, ...]:
     """Rows that have an lm-eval task in ``tasks/``."""
     return tuple(b for b in BENCHMARKS.values() if b.task)
+
+
+def passk() -> tuple[Benchmark, ...]:
+    """Rows that also have a sampled pass@k variant in ``tasks/`` (``hrpo_<key>_passk``)."""
+    return tuple(b for b in BENCHMARKS.values() if b.passk)

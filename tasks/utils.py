@@ -139,3 +139,40 @@ def macro_mean(items: list[tuple[str, float]]) -> float:
     for subject, score in items:
         by_subject[subject].append(float(score))
     return sum(sum(v) / len(v) for v in by_subject.values()) / len(by_subject)
+
+
+# ---- pass@k (the sampled hrpo_*_passk variants; issue 16) ----------------------------------------------------
+
+
+def process_results_passk(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
+    """pass@k of the ``repeats`` sampled completions of one doc (the variant's filter keeps them all, so
+    ``results[0]`` is their list): each is scored by :func:`hrpo.rewards.eval_metrics` (correct ignoring the
+    format, as ``exact_match``; a hedged answer is wrong), then ``pass@<k>`` for every k of
+    :data:`hrpo.benchmarks.PASSK_KS` up to n (:func:`hrpo.passk.pass_at_ks`), plus the format and hedged rates
+    over the samples."""
+    from hrpo import passk
+
+    samples = results[0]
+    if isinstance(samples, str):  # a filter that took the first sample: pass@k needs all of them
+        raise ValueError(
+            "pass@k needs every sample of a doc: the task's filter_list must keep them all (filter: []), not "
+            "take_first; see tasks/hrpo_gsm8k_passk.yaml"
+        )
+    scores = [
+        rewards.eval_metrics(
+            doc,
+            text,
+            delimiter=doc.get("delimiter") or DEFAULT_DELIMITER,
+            compat=doc.get("compat") or "fixed",
+            math_verify=doc.get("math_verify"),
+        )
+        for text in samples
+    ]
+    out = {
+        f"pass@{k}": v
+        for k, v in passk.pass_at_ks([s["exact_match"] for s in scores], benchmarks.PASSK_KS).items()
+    }
+    n = max(len(scores), 1)
+    out["format"] = sum(s["format"] for s in scores) / n
+    out["hedged"] = sum(s["hedged"] for s in scores) / n
+    return out

@@ -50,7 +50,9 @@ def test_every_yaml_is_a_registry_task_or_group():
     yamls = _yamls()
     groups = {name for name, cfg in yamls.items() if "group" in cfg}
     assert groups == {g.task_name for g in registry.GROUPS.values()}
-    assert set(yamls) - groups == {b.task_name for b in TASK_ROWS}, "one YAML per registry row with task=True"
+    assert set(yamls) - groups == {b.task_name for b in TASK_ROWS} | {
+        b.passk_task_name for b in registry.passk()
+    }, "one YAML per registry row with task=True, and one per pass@k variant (passk=True)"
 
 
 @pytest.mark.parametrize("bench", TASK_ROWS, ids=[b.key for b in TASK_ROWS])

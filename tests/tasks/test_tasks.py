@@ -52,6 +52,7 @@ def test_every_yaml_is_indexed(task_manager):
     yamls = {p.stem for p in TASKS_DIR.glob("hrpo_*.yaml")}
     assert yamls == {
         *(b.task_name for b in benchmarks.tasks()),
+        *(b.passk_task_name for b in benchmarks.passk()),  # sampled pass@k variants (test_passk_tasks.py)
         *(g.task_name for g in benchmarks.GROUPS.values()),
     }
     assert {*STEM, *KNOWLEDGE, "hrpo_stem", "hrpo_knowledge", "hrpo_qa_file"} <= yamls
