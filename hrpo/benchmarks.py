@@ -179,6 +179,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         _qa("bamboogle", "Bamboogle", "qa.load_bamboogle", ("test",), "test", **_PAPER_KNOWLEDGE),
         # any local QA jsonl (metadata qa_file), scored like the knowledge tasks; an Other column
         _qa("qa_file", "qa_file", None, ("test",), "test"),
+        # generated level-0 word problems (hrpo.data.arithmetic), the CPU recipe's trained skill: `hrpo demo`'s
+        # held-out task (issue 12); 128 new tokens as in training; an Other column
+        _stem("arithmetic", "Arithmetic", "stem.load_arithmetic", ("train", "test"), "test", "gsm8k",
+              max_gen_toks=128),
     )
 }  # fmt: skip
 

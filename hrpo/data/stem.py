@@ -347,10 +347,33 @@ def load_arc_challenge(
     )
 
 
+# ---- generated arithmetic (issue 12: the demo's held-out task) ----------------------------------------------
+
+ARITHMETIC_LEVEL = 0
+"""Difficulty level of the ``arithmetic`` benchmark: the CPU recipe's calibrated mix (configs/cpu_smollm2.yaml)."""
+ARITHMETIC_ITEMS = 200
+"""Rows per split: the held-out size of benchmark/learning.py (the same 200 test problems, seed 0)."""
+
+
+def load_arithmetic(
+    split: str = "test", data_dir: PathLike = None, policy: BadRowPolicy | None = None
+) -> list[Row]:
+    """Generated word problems of :mod:`hrpo.data.arithmetic` (level :data:`ARITHMETIC_LEVEL`, seed 0): the same
+    :data:`ARITHMETIC_ITEMS` rows every call; ``train`` and ``test`` are disjoint. Nothing is read, so
+    ``data_dir`` and ``policy`` are ignored."""
+    check_split("arithmetic", split)
+    from hrpo.data.arithmetic import arithmetic_rows
+
+    return arithmetic_rows(ARITHMETIC_ITEMS, split, seed=0, level=ARITHMETIC_LEVEL)
+
+
 __all__ = [
+    "ARITHMETIC_ITEMS",
+    "ARITHMETIC_LEVEL",
     "MATH_SUBJECTS",
     "MMLU_STEM_SUBJECTS",
     "load_arc_challenge",
+    "load_arithmetic",
     "load_gsm8k",
     "load_math",
     "load_math500",
