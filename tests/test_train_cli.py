@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hrpo.testing import save_tiny_llama, subprocess_env, write_toy_rows
+from hrpo.testing import save_tiny_llama, subprocess_env
 from tests.conftest import REPO_ROOT
 
 ALL_CONFIGS = sorted((REPO_ROOT / "configs").glob("*.yaml"))
@@ -44,8 +44,8 @@ def test_hrpo_train_end_to_end_with_yaml_and_cli_override(tiny_model_dir, tmp_pa
             {
                 "model_name_or_path": str(tiny_model_dir),
                 "dtype": "float32",
-                "task": "file",
-                "train_file": str(write_toy_rows(tmp_path / "toy.jsonl")),
+                "task": "arithmetic",  # generated rows (issue 12): level 0, 4 of them, no file to write
+                "arithmetic_rows": 4,
                 "output_dir": str(out),
                 "use_cpu": True,
                 "bf16": False,
@@ -54,8 +54,6 @@ def test_hrpo_train_end_to_end_with_yaml_and_cli_override(tiny_model_dir, tmp_pa
                 "num_generations": 4,
                 "max_completion_length": 8,
                 "r_min": 0.95,  # from the YAML, not a default
-                "lora_r": 4,
-                "lora_alpha": 8,
                 "lora_target_modules": ["q_proj", "v_proj"],
                 "save_steps": 1,
                 "log_completions": False,
@@ -65,6 +63,7 @@ def test_hrpo_train_end_to_end_with_yaml_and_cli_override(tiny_model_dir, tmp_pa
         )
     )
     cmd = [sys.executable, "-m", "hrpo.train", "--config", str(config), "--max_steps", "2"]
+    cmd += ["--lora_rank", "4", "--format_shaping_weight", "0.5"]  # an authors' flag; the default-off shaping
     proc = subprocess.run(
         cmd, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300
     )
@@ -76,6 +75,9 @@ def test_hrpo_train_end_to_end_with_yaml_and_cli_override(tiny_model_dir, tmp_pa
         assert f"  {group}" in proc.stdout
     assert "1 prompts x 4 completions = 4 completions" in proc.stdout
     assert f"saved the trained adapter, gate and run config to {out}" in proc.stdout
+    assert "rewards (weight): gsm8k_reward (1), format_reward (0), format_shaping_reward (0.5)" in proc.stdout
+    notice = "hrpo train: --lora_rank is the authors' name; using --lora_r 4 --lora_alpha 8"
+    assert notice in proc.stderr  # and the adapter below has r 4 / alpha 8 from it
 
     # The final folder: adapter + gate + run config, directly loadable by the evaluation side.
     for name in ("adapter_config.json", "adapter_model.safetensors", "hrpo_gate.json", "hrpo_gate.safetensors",
@@ -108,7 +110,8 @@ def test_hrpo_train_end_to_end_with_yaml_and_cli_override(tiny_model_dir, tmp_pa
     assert state["global_step"] == 2 and state["max_steps"] == 2
     losses = [h for h in state["log_history"] if "loss" in h]
     assert [h["step"] for h in losses] == [1, 2]
-    for key in ("reward", "kl", "hybrid/embeds_ratio", "rewards/gsm8k_reward/mean", "gsm8k_reward/accuracy"):
+    for key in ("reward", "kl", "hybrid/embeds_ratio", "rewards/gsm8k_reward/mean", "gsm8k_reward/accuracy",
+                "rewards/format_shaping_reward/mean"):  # fmt: skip
         assert key in losses[0], key
 
     # The saved gate and adapter load back with the public loaders.
