@@ -31,6 +31,11 @@ false = GRPO), τ (``args.temperature``), ``r_min`` (``hrpo_gate.json``, else ``
 and the base model; explicit ``method``/``tau``/``temperature``/``r_min``/``latent`` model args override them.
 Without a run file the model is a ``base`` model. ``latent=off`` marks hybrid decoding switched off.
 
+**pass@k** (``--metric pass@K``, :func:`parse_metric`): the table then shows, instead of greedy accuracy, the
+``pass@K`` of the sampled variants ``hrpo_<key>_passk`` (registry rows with ``passk``: GSM8K and MATH500), one
+column each (no group averages: the variants cover two of the five), and the decoding column says ``sampled
+n=<repeats>``. Reference rows (greedy) cannot join such a table.
+
 Reference rows are the paper's published numbers (``hrpo/resources/paper_results.json``, with its source).
 
 Imports go one way: this module (results -> runs -> table columns) <- :mod:`hrpo.leaderboard_render` (md, LaTeX,
@@ -66,6 +71,10 @@ OTHER_TITLE = "Other"
 OTHER_PREFIX = "other:"
 """``Run.scores`` key of a task outside the paper's ten: this prefix + the lm-eval task name."""
 OTHER_METRIC = "exact_match,none"
+DEFAULT_METRIC = "exact_match"
+"""The metric of the paper's tables: greedy accuracy / exact match of the ``hrpo_<key>`` tasks."""
+PASSK_TASKS: dict[str, str] = {b.passk_task_name: b.key for b in registry.passk() if b.passk_task_name}
+"""lm-eval task of a sampled pass@k variant -> its benchmark key (column) under ``--metric pass@K``."""
 BENCHMARKS: tuple[Benchmark, ...] = registry.columns()
 """The fixed columns (registry rows with a group), grouped in the order of :data:`GROUPS`."""
 
@@ -90,6 +99,22 @@ FOOTNOTE = (
 
 class LeaderboardError(ValueError):
     """A results file or reference name that cannot be used, with the reason."""
+
+
+def parse_metric(text: str) -> str:
+    """``exact_match`` (the default: greedy accuracy) or ``pass@K`` (K a positive integer), else an error."""
+    text = str(text).strip()
+    if text == DEFAULT_METRIC or re.fullmatch(r"pass@[1-9]\d*", text):
+        return text
+    ks = ", ".join(f"pass@{k}" for k in registry.PASSK_KS)
+    raise LeaderboardError(
+        f"unknown metric {text!r}: use {DEFAULT_METRIC} (greedy accuracy, the paper's tables) or pass@K of the "
+        f"sampled hrpo_*_passk tasks ({ks})"
+    )
+
+
+def is_passk(metric: str) -> bool:
+    return metric.startswith("pass@")
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,8 @@ class Run:
     files: list[Path] = field(default_factory=list)
     identity: str = ""
     timestamp: float = 0.0
+    metric: str = DEFAULT_METRIC
+    """What the scores are: ``exact_match`` (the paper's columns) or ``pass@K`` (see :func:`parse_metric`)."""
 
     def average(self, group: str) -> Score | None:
         """Group mean over the five benchmarks, or None unless all five are present."""
@@ -227,9 +254,12 @@ def _stderr_key(metric: str) -> str:
     return f"{name}_stderr,{filt}"
 
 
-def other_metric(entry: dict[str, Any]) -> str | None:
+def other_metric(entry: dict[str, Any], metric: str = DEFAULT_METRIC) -> str | None:
     """The metric key an Other column shows for a task's results entry: :data:`OTHER_METRIC` if it has a
-    value, else the first ``<metric>,<filter>`` key with a value and a stderr key (None: nothing to show)."""
+    value, else the first ``<metric>,<filter>`` key with a value and a stderr key (None: nothing to show).
+    Under ``pass@K`` only ``pass@K,none`` counts."""
+    if is_passk(metric):
+        return f"{metric},none" if _float(entry.get(f"{metric},none")) is not None else None
     if _float(entry.get(OTHER_METRIC)) is not None:
         return OTHER_METRIC
     for key, value in entry.items():
@@ -247,7 +277,7 @@ def _known_tasks(results: dict[str, Any]) -> set[str]:
     subtasks = (
         {k: list(v) for k, v in raw.items() if isinstance(v, list) and v} if isinstance(raw, dict) else {}
     )
-    known = {*TASK_METRICS, *(results.get("groups") or {}), *subtasks}
+    known = {*TASK_METRICS, *PASSK_TASKS, *(results.get("groups") or {}), *subtasks}
     todo = [t for t in TASK_METRICS if t in subtasks]
     seen = set(todo)
     while todo:
@@ -259,31 +289,62 @@ def _known_tasks(results: dict[str, Any]) -> set[str]:
     return known
 
 
-def read_scores(results: dict[str, Any]) -> dict[str, Score]:
+def _column_metrics(metric: str) -> dict[str, tuple[str, str]]:
+    """lm-eval task -> (benchmark key, metric key) of the fixed columns under ``metric``."""
+    if is_passk(metric):
+        return {task: (key, f"{metric},none") for task, key in PASSK_TASKS.items()}
+    return TASK_METRICS
+
+
+def read_scores(results: dict[str, Any], metric: str = DEFAULT_METRIC) -> dict[str, Score]:
     """Benchmark key -> score from an lm-eval ``results`` (and ``groups``) mapping, and
-    :data:`OTHER_PREFIX` + task name -> score (with its metric) for any other task (see :func:`other_metric`)."""
+    :data:`OTHER_PREFIX` + task name -> score (with its metric) for any other task (see :func:`other_metric`).
+    Under ``pass@K`` the benchmark columns come from the ``hrpo_<key>_passk`` tasks (:data:`PASSK_TASKS`)."""
     tables = {**(results.get("groups") or {}), **(results.get("results") or {})}
     scores: dict[str, Score] = {}
-    for task, (key, metric) in TASK_METRICS.items():
+    for task, (key, metric_key) in _column_metrics(metric).items():
         entry = tables.get(task)
         if key in scores or not isinstance(entry, dict):
             continue
-        value = _float(entry.get(metric))
+        value = _float(entry.get(metric_key))
         if value is None:
             continue
-        scores[key] = Score(value, _float(entry.get(_stderr_key(metric))))
+        scores[key] = Score(value, _float(entry.get(_stderr_key(metric_key))))
     known = _known_tasks(results)
     for task, entry in (results.get("results") or {}).items():
-        if task in known or not isinstance(entry, dict) or (metric := other_metric(entry)) is None:
+        if task in known or not isinstance(entry, dict) or (shown := other_metric(entry, metric)) is None:
             continue
         scores[OTHER_PREFIX + task] = Score(
-            _float(entry[metric]), _float(entry.get(_stderr_key(metric))), metric
+            _float(entry[shown]), _float(entry.get(_stderr_key(shown))), shown
         )
     return scores
 
 
-def load_run(path: str | Path) -> Run:
-    """One results file as a row (not yet merged with other files of the same run)."""
+def _sampled_decoding(data: dict[str, Any], scores: dict[str, Score], latent: bool) -> str:
+    """The decoding column of a pass@K row: ``sampled n=<repeats>`` of its sampled tasks (``T=`` when the
+    task or the command line set a temperature; else the model's tau sampled), ``+latent`` for HRPO."""
+    configs = data.get("configs") or {}
+    present = data.get("results") or {}
+    tasks = [t for t in PASSK_TASKS if t in present] + [
+        k.removeprefix(OTHER_PREFIX) for k in scores if k.startswith(OTHER_PREFIX)
+    ]
+    repeats = dict.fromkeys(str(configs.get(t, {}).get("repeats", "?")) for t in tasks)
+    temps = dict.fromkeys(
+        f"{t:g}"
+        for task in tasks
+        if (t := _float((configs.get(task, {}).get("generation_kwargs") or {}).get("temperature")))
+    )
+    text = (
+        "sampled"
+        + (f" T={'/'.join(temps)}" if temps else "")
+        + (f" n={'/'.join(repeats)}" if repeats else "")
+    )
+    return f"{text}+latent" if latent else text
+
+
+def load_run(path: str | Path, metric: str = DEFAULT_METRIC) -> Run:
+    """One results file as a row (not yet merged with other files of the same run); ``metric`` picks what
+    the scores are (:func:`parse_metric`)."""
     path = Path(path)
     data = _read_json(path)
     if data is None or not isinstance(data.get("results"), dict):
@@ -333,19 +394,24 @@ def load_run(path: str | Path) -> Run:
         sort_keys=True,
     )  # fmt: skip
     seed = recorded.get("seed", train.get("seed"))
+    scores = read_scores(data, metric)
+    decoding = _decoding(config.get("gen_kwargs"), latent, sampled=_off(args.get("greedy", "on")))
+    if is_passk(metric):
+        decoding = _sampled_decoding(data, scores, latent)
     return Run(
         label=label,
         model=_short_model(model),
         method=method,
         tau=tau,
         r_min=r_min,
-        decoding=_decoding(config.get("gen_kwargs"), latent, sampled=_off(args.get("greedy", "on"))),
+        decoding=decoding,
         seed=int(seed) if isinstance(seed, int) else None,
         date=date,
-        scores=read_scores(data),
+        scores=scores,
         files=[path],
         identity=identity,
         timestamp=stamp,
+        metric=metric,
     )
 
 
@@ -357,6 +423,8 @@ def merge_runs(runs: Sequence[Run]) -> list[Run]:
             merged[run.identity] = replace(run, scores=dict(run.scores), files=list(run.files))
             continue
         row = merged[run.identity]
+        if is_passk(run.metric) and " n=" in run.decoding:  # n comes from the files with sampled tasks
+            row.decoding = run.decoding
         row.scores.update(run.scores)
         row.files.extend(run.files)
         row.date, row.timestamp = run.date, run.timestamp
@@ -364,8 +432,8 @@ def merge_runs(runs: Sequence[Run]) -> list[Run]:
     return sorted(merged.values(), key=lambda r: order[r.identity])
 
 
-def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    return merge_runs([load_run(p) for p in find_results(paths)])
+def load_runs(paths: Iterable[str | Path], metric: str = DEFAULT_METRIC) -> list[Run]:
+    return merge_runs([load_run(p, metric) for p in find_results(paths)])
 
 
 # ---------------------------------------------------------------------------------------------- references
@@ -441,10 +509,26 @@ def other_columns(runs: Sequence[Run]) -> dict[str, str]:
     return dict(sorted(labels.items(), key=lambda item: item[1]))
 
 
+def table_metric(runs: Sequence[Run]) -> str:
+    """The one metric of the (non-reference) rows; :class:`LeaderboardError` if rows of several are mixed."""
+    metrics = {run.metric for run in runs if not run.reference}
+    if len(metrics) > 1:
+        raise LeaderboardError(f"rows of different metrics in one table: {', '.join(sorted(metrics))}")
+    if is_passk(next(iter(metrics), DEFAULT_METRIC)) and any(run.reference for run in runs):
+        raise LeaderboardError(
+            "the paper's reference rows are greedy accuracy; they cannot share a pass@K table (drop --reference)"
+        )
+    return next(iter(metrics), DEFAULT_METRIC)
+
+
 def score_columns(runs: Sequence[Run] = ()) -> list[tuple[str, str, str]]:
     """(group, key, label) per score column; ``key`` is a benchmark key, ``avg`` or an Other column's scores
-    key. The Other group (after Knowledge and STEM) appears only when some run has a task outside the ten."""
+    key. The Other group (after Knowledge and STEM) appears only when some run has a task outside the ten.
+    Under ``pass@K`` only the benchmarks with a pass@k variant have a column, and there are no averages."""
     cols: list[tuple[str, str, str]] = []
+    if is_passk(table_metric(runs)):
+        cols = [(b.group, b.key, b.label) for b in BENCHMARKS if b.passk and b.group]
+        return cols + [(OTHER, key, label) for key, label in other_columns(runs).items()]
     for group in GROUPS:
         cols += [(group, b.key, b.label) for b in BENCHMARKS if b.group == group]
         cols.append((group, "avg", f"{GROUP_SHORT[group]} avg"))
@@ -452,8 +536,10 @@ def score_columns(runs: Sequence[Run] = ()) -> list[tuple[str, str, str]]:
     return cols
 
 
-def column_groups(cols: Sequence[tuple[str, str, str]]) -> dict[str, str]:
-    """Group -> title, in the order of ``cols``."""
+def column_groups(cols: Sequence[tuple[str, str, str]], metric: str = DEFAULT_METRIC) -> dict[str, str]:
+    """Group -> title, in the order of ``cols`` (``STEM (pass@8)`` under a pass@K metric)."""
+    if is_passk(metric):
+        return {g: f"{GROUP_SHORT[g]} ({metric})" if g in GROUPS else OTHER_TITLE for g, _, _ in cols}
     return {g: GROUPS.get(g, OTHER_TITLE) for g, _, _ in cols}
 
 
@@ -474,6 +560,9 @@ def column_metrics(runs: Sequence[Run], cols: Sequence[tuple[str, str, str]]) ->
 def footnote(runs: Sequence[Run] = (), cols: Sequence[tuple[str, str, str]] | None = None) -> str:
     """:data:`FOOTNOTE`, plus a sentence naming each Other column's metric when there are any."""
     other = column_metrics(runs, score_columns(runs) if cols is None else cols)
+    metric = table_metric(runs)
+    if is_passk(metric):
+        return _passk_footnote(metric)
     if not other:
         return FOOTNOTE
     metrics = ", ".join(f"{label} = {metric}" for label, metric in other.items())
@@ -481,4 +570,16 @@ def footnote(runs: Sequence[Run] = (), cols: Sequence[tuple[str, str, str]] | No
         f"{FOOTNOTE} Other = lm-eval tasks outside the paper's ten, one column each (task name without hrpo_), "
         f"no average; metric = {OTHER_METRIC} if the task reports it, else its first metric with a stderr: "
         f"{metrics}."
+    )
+
+
+def _passk_footnote(metric: str) -> str:
+    tasks = ", ".join(PASSK_TASKS)
+    return (
+        f"Scores = {metric} in % of the sampled tasks {tasks} (n = repeats samples per problem at the model's "
+        "τ, the latent on for HRPO; unbiased estimator 1 - C(n-c,k)/C(n,k) of Chen et al. 2021, averaged over "
+        "problems; a hedged answer is wrong); ± = standard error over problems (lm-eval). – = not evaluated "
+        "(never 0). No group averages (the variants cover two of the paper's benchmarks). Other = lm-eval tasks "
+        f"outside them reporting {metric}. τ = latent/sampling temperature, r_min = Λ-init lower bound, seed = "
+        "training seed, date = evaluation start (UTC)."
     )

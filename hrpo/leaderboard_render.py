@@ -25,7 +25,9 @@ from hrpo.leaderboard import (
     cell_score,
     column_groups,
     footnote,
+    is_passk,
     score_columns,
+    table_metric,
 )
 
 
@@ -51,10 +53,11 @@ def _width(cols: Sequence[tuple[str, str, str]], group: str) -> int:
 
 def to_markdown(runs: Sequence[Run]) -> str:
     cols = score_columns(runs)
+    metric = table_metric(runs)
     groups = " · ".join(
         f"**{title}, %**: {', '.join(label for gg, k, label in cols if gg == g and k != 'avg')}"
-        + (" (no avg)" if g == OTHER else " + avg")
-        for g, title in column_groups(cols).items()
+        + (" (no avg)" if g == OTHER or is_passk(metric) else " + avg")
+        for g, title in column_groups(cols, metric).items()
     )
     header = [*META_COLUMNS, *(label for _, _, label in cols)]
     lines = [
@@ -88,7 +91,7 @@ def _tex(text: str) -> str:
 
 def to_latex(runs: Sequence[Run]) -> str:
     cols = score_columns(runs)
-    groups = column_groups(cols)
+    groups = column_groups(cols, table_metric(runs))
     n_meta = len(META_COLUMNS)
     spec = "l" * n_meta + "".join("|" + "r" * _width(cols, group) for group in groups)
     lines = [
@@ -152,7 +155,7 @@ def to_html(runs: Sequence[Run]) -> str:
     esc = html.escape
     top = f'<th colspan="{len(META_COLUMNS)}"></th>' + "".join(
         f'<th colspan="{_width(cols, group)}">{esc(title)}, %</th>'
-        for group, title in column_groups(cols).items()
+        for group, title in column_groups(cols, table_metric(runs)).items()
     )
     head = "".join(f"<th>{esc(c)}</th>" for c in META_COLUMNS) + "".join(
         f"<th>{esc(label)}</th>" for _, _, label in cols
@@ -216,7 +219,9 @@ def plot(runs: Sequence[Run], out: str | Path, title: str = "HRPO leaderboard") 
     from matplotlib.patches import Patch
 
     cols = score_columns(runs)
-    groups = list(column_groups(cols))
+    metric = table_metric(runs)
+    titles = column_groups(cols, metric)
+    groups = list(titles)
     n = max(len(runs), 1)
     gap = 0.8  # extra space between two groups
     xs = [i + gap * groups.index(g) for i, (g, _, _) in enumerate(cols)]
@@ -262,14 +267,15 @@ def plot(runs: Sequence[Run], out: str | Path, title: str = "HRPO leaderboard") 
     ax.set_xlim(xs[0] - 0.6, xs[-1] + 0.6)
     ymax = min(100.0, max(10.0, math.ceil((top + 8) / 10) * 10))
     ax.set_ylim(0, ymax)
-    for group, group_title in column_groups(cols).items():
+    for group, group_title in titles.items():
         at = [x for x, (g, _, _) in zip(xs, cols, strict=True) if g == group]
         center = (at[0] + at[-1]) / 2
         ax.text(center, ymax * 0.97, group_title, ha="center", va="top", fontsize=11, fontweight="bold")
     other = " | Other (per-task metric, see the table)" if OTHER in groups else ""
     ax.set_ylabel("score (%)")
+    what = f"{metric} (sampled)" if is_passk(metric) else "Knowledge (exact match) | STEM (accuracy)"
     ax.set_title(
-        f"{title}: Knowledge (exact match) | STEM (accuracy){other}, % with stderr bars\n"
+        f"{title}: {what}{other}, % with stderr bars\n"
         "hatched = paper's published numbers · – at the base = not evaluated · shaded = group average "
         "(only when all five are present)",
         fontsize=11,

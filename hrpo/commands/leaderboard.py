@@ -4,6 +4,7 @@ hrpo leaderboard runs/eval/                                  # markdown to stdou
 hrpo leaderboard runs/eval/ --format latex --out table.tex --plot leaderboard.png
 hrpo leaderboard runs/eval/ --reference qwen2.5-1.5b         # beside the paper's 1.5B numbers
 hrpo leaderboard results.json --reference qwen2.5-3b:tau --format csv
+hrpo leaderboard runs/eval/ --metric pass@8                  # the sampled hrpo_*_passk tasks' pass@8
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def build_parser(prog: str = "hrpo leaderboard") -> argparse.ArgumentParser:
         help="add the paper's published rows: qwen2.5-1.5b or qwen2.5-3b (main tables P-T1/P-T2 + the "
         "Lambda-init sweep), or NAME:SET with SET in main, lambda, tau, sampled; repeatable",
     )
+    parser.add_argument(
+        "--metric",
+        default="exact_match",
+        metavar="METRIC",
+        help="what the cells show: exact_match (default: greedy accuracy of the hrpo_* tasks, the paper's "
+        "tables) or pass@K (K = 1, 2, 4, 8: the unbiased pass@K of the sampled hrpo_gsm8k_passk / "
+        "hrpo_math500_passk tasks, one column each, no averages; not with --reference)",
+    )
     return parser
 
 
@@ -56,18 +65,21 @@ def main(argv: list[str] | None = None, prog: str = "hrpo leaderboard") -> int:
 
     fmt = args.format or (_SUFFIX_FORMAT.get(Path(args.out).suffix.lower(), "md") if args.out else "md")
     try:
-        runs = leaderboard.load_runs(args.results)
+        metric = leaderboard.parse_metric(args.metric)
+        runs = leaderboard.load_runs(args.results, metric)
         runs += leaderboard.load_references(args.reference)
+        table = render(runs, fmt)
     except leaderboard.LeaderboardError as err:
         print(f"hrpo leaderboard: error: {err}", file=sys.stderr)
         return 2
     for row in runs:
         if not row.reference and not row.scores:
             names = ", ".join(str(p) for p in row.files)
-            print(
-                f"hrpo leaderboard: warning: {names}: no task of the leaderboard's columns", file=sys.stderr
-            )
-    table = render(runs, fmt)
+            if leaderboard.is_passk(metric):
+                hint = f"no {metric} score (evaluate {', '.join(leaderboard.PASSK_TASKS)})"
+            else:
+                hint = "no task of the leaderboard's columns (pass@k results: add --metric pass@K)"
+            print(f"hrpo leaderboard: warning: {names}: {hint}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
