@@ -132,7 +132,9 @@ def _dataset_root(value: str, given: set[str]) -> tuple[list[str], str]:
         )
     if (root / "train").is_dir() and root.name == "math":
         data_dir = root.parent
-        return ["--data_dir", str(data_dir)], f"--data_dir {data_dir} (the folder that holds math/train/)"
+        task = [] if "task" in given else ["--task", "math"]  # the script (hrpo_math.py) chose the task there
+        used = f"--data_dir {data_dir}{' --task math' if task else ''} (the folder that holds math/train/)"
+        return ["--data_dir", str(data_dir), *task], used
     if (root / "train").is_dir():
         raise AuthorsFlagError(
             f"--dataset_root {value} looks like the official MATH tree (train/<subject>/<n>.json). hrpo finds it "

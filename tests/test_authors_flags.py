@@ -150,8 +150,10 @@ def test_dataset_root_math_tree_save_to_disk_and_other_folders(tmp_path):
     (math_tree / "train" / "algebra").mkdir(parents=True)
     notices = io.StringIO()
     out = translate(["--dataset_root", str(math_tree)], TRAIN_FLAGS, "hrpo train", notices)
-    assert out == ["--data_dir", str(tmp_path / "data")]
-    assert "using --data_dir" in notices.getvalue()
+    assert out == ["--data_dir", str(tmp_path / "data"), "--task", "math"]  # hrpo_math.py's task
+    assert f"using --data_dir {tmp_path / 'data'} --task math" in notices.getvalue()
+    out = translate(["--task", "file", "--dataset_root", str(math_tree)], TRAIN_FLAGS, "t", io.StringIO())
+    assert out == ["--task", "file", "--data_dir", str(tmp_path / "data")]  # an explicit --task is kept
 
     upper = tmp_path / "MATH"  # the scripts' default ../MATH: our loader wants <data_dir>/math/train
     (upper / "train").mkdir(parents=True)
@@ -443,3 +445,59 @@ def test_hrpo_eval_with_the_authors_eval_flags_on_their_checkpoint(
     assert results["config"]["model_args"]["checkpoint"] == str(converted.resolve())
     assert results["results"]["hrpo_gsm8k"]["sample_len"] == 1
     assert os.path.isdir(folder)  # the source is left as it was, beside the conversion
+
+
+# ------------------------------------------------------------------------------------------- the README
+
+
+def readme_table_commands() -> list[tuple[str, list[str]]]:
+    """(authors' command, our `hrpo ...` commands) of each row of the README's authors' table."""
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## Coming from the authors' scripts", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("| `python "):
+            cells = line.split(" | ")
+            ours = [c for c in re.findall(r"`([^`]+)`", cells[1]) if c.startswith("hrpo ")]
+            rows.append((re.findall(r"`([^`]+)`", cells[0])[0], ours))
+    return rows
+
+
+def test_readme_table_covers_every_script_and_its_commands_parse(tmp_path):
+    import shlex
+
+    from hrpo.commands.eval import build_parser as eval_parser
+    from tests.conftest import REPO_ROOT
+
+    rows = readme_table_commands()
+    scripts = {authors.split()[1] for authors, _ in rows}
+    assert scripts == {
+        "hrpo_gsm8k.py", "hrpo_math.py", "hrpo_mmlu.py", "hrpo_rag.py",
+        "eval_gsm8k.py", "eval_math.py", "eval_mmlust.py", "eval_arcc.py", "eval_rag.py",
+    }  # fmt: skip
+    task_names = {p.stem for p in (REPO_ROOT / "tasks").glob("hrpo_*.yaml")}
+    for authors, ours in rows:
+        assert ours, authors
+        for command in ours:
+            argv = shlex.split(command)
+            if argv[1] == "train":
+                if "--config" in argv:
+                    assert (REPO_ROOT / argv[argv.index("--config") + 1]).is_file(), command
+                _, config, model, _ = parse_train([*argv[2:], "--output_dir", str(tmp_path)])
+                if "hrpo_gsm8k.py" in authors:  # the authors' README command, mapped
+                    assert (model.model_name_or_path, config.r_min, config.num_generations) == (
+                        "Qwen/Qwen2.5-3B-Instruct", 0.98, 8)  # fmt: skip
+            elif argv[1] == "eval":
+                args, rest = eval_parser().parse_known_args(
+                    translate(argv[2:], EVAL_FLAGS, "e", io.StringIO())
+                )
+                assert not rest, command
+                assert set(args.tasks.split(",")) <= task_names, command
+                if "eval_rag.py" in authors:
+                    assert args.limit == 500
+            else:
+                assert argv[1] == "data", command
