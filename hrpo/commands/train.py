@@ -13,6 +13,11 @@ Flags are TRL-style: a YAML ``--config`` gives defaults and any ``--key value`` 
 flags are parsed together (:func:`build_parser`): :class:`HRPOScriptArguments` (data),
 :class:`hrpo.config.HRPOConfig` (training, ``GRPOConfig`` + HRPO) and :class:`hrpo.config.HRPOModelConfig`
 (model, dtype, LoRA).
+
+The authors' flags (``--model_name``, ``--group_size``, ``--residual_r_min``, ... of their ``hrpo_*.py``) are
+rewritten to ours before parsing, one notice line each on stderr (:mod:`hrpo.authors_flags`). Training data:
+a benchmark's train split, ``--task arithmetic`` (generated problems, ``--arithmetic_level`` / ``_rows``), or a
+jsonl file; ``--format_shaping_weight`` adds :mod:`hrpo.shaping`'s reward (default off).
 """
 
 from __future__ import annotations
