@@ -23,7 +23,7 @@ from typing import Any
 
 from hrpo.lens import CompletionRecord, TokenRecord
 
-PLOT_WIDTH, PLOT_HEIGHT, PLOT_PAD = 560, 120, 28
+PLOT_WIDTH, PLOT_HEIGHT, PLOT_PAD, PLOT_LEFT = 560, 120, 28, 46
 
 _CSS = """
 :root { --hue: 37, 99, 235; --answer: #15803d; --delim: #b91c1c; }
@@ -201,10 +201,10 @@ def plot_svg(record: CompletionRecord, scale: tuple[float, float]) -> str:
     """An inline SVG: the hidden ratio of hybrid tokens (y, on ``scale``) along completion positions (x); the
     ``####`` boundary dashed. A completion without hybrid tokens gets a note instead of a line."""
     n = len(record.tokens)
-    w, h, pad = PLOT_WIDTH, PLOT_HEIGHT, PLOT_PAD
+    w, h, pad, left = PLOT_WIDTH, PLOT_HEIGHT, PLOT_PAD, PLOT_LEFT
 
     def x(k: float) -> float:
-        return pad + (w - 2 * pad) * (k / max(n - 1, 1))
+        return left + (w - left - pad) * (k / max(n - 1, 1))
 
     def y(v: float) -> float:
         return h - pad - (h - 2 * pad) * _level(v, scale)
@@ -213,12 +213,12 @@ def plot_svg(record: CompletionRecord, scale: tuple[float, float]) -> str:
         f'<svg class="plot" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
         'xmlns="http://www.w3.org/2000/svg">',
         f"<title>hidden ratio along {n} completion positions (latent {'on' if record.latent else 'off'})</title>",
-        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#9ca3af"/>',
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#9ca3af"/>',
-        f'<text x="{pad - 3}" y="{h - pad + 3}" text-anchor="end">{scale[0]:.3f}</text>',
-        f'<text x="{pad - 3}" y="{pad + 3}" text-anchor="end">{scale[1]:.3f}</text>',
+        f'<line x1="{left}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#9ca3af"/>',
+        f'<line x1="{left}" y1="{pad}" x2="{left}" y2="{h - pad}" stroke="#9ca3af"/>',
+        f'<text x="{left - 3}" y="{h - pad + 3}" text-anchor="end">{scale[0]:.3f}</text>',
+        f'<text x="{left - 3}" y="{pad + 3}" text-anchor="end">{scale[1]:.3f}</text>',
         f'<text x="{w / 2:.0f}" y="{h - 6}" text-anchor="middle">completion position (0..{max(n - 1, 0)})</text>',
-        f'<text x="{pad + 4}" y="{pad - 10}">hidden ratio \u221a(1\u2212a\u00b2)</text>',
+        f'<text x="{left + 4}" y="{pad - 10}">hidden ratio \u221a(1\u2212a\u00b2)</text>',
     ]
     if record.boundary is not None:
         bx = x(record.boundary)

@@ -267,6 +267,7 @@ def test_hrpo_inspect_on_a_saved_checkpoint(tmp_path, smol_tokenizer, capsys):
 
     out, records = tmp_path / "page" / "lens.html", tmp_path / "lens.json"
     argv = ["inspect", "--checkpoint_path", str(ckpt), "--prompt", "What is 2 plus 3?", "--gold", "5"]
+    argv += ["--prompt", "And 1 plus 1?", "--gold", "2"]
     argv += ["--max_new_tokens", "6", "--out", str(out), "--json", str(records)]
     assert hrpo_main(argv) == 0
     printed = capsys.readouterr().out
@@ -275,6 +276,7 @@ def test_hrpo_inspect_on_a_saved_checkpoint(tmp_path, smol_tokenizer, capsys):
     assert saved["settings"]["tau"] == 0.6 and saved["settings"]["top_k"] == 20
     on = saved["prompts"][0]["latent_on"]
     assert on["prompt"]["row"]["gold"] == "5" and on["correct"] is False  # a random model is wrong
+    assert saved["prompts"][1]["latent_off"]["prompt"]["row"]["gold"] == "2"
 
     # The same decode, by hand: LoRA merged into the base model, the saved gate, the checkpoint's tau/top-k.
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), ckpt).merge_and_unload()
@@ -354,3 +356,5 @@ def test_the_page_runs_in_headless_chromium(scripted, tmp_path):
 def test_inspect_rejects_ambiguous_input(capsys):
     assert hrpo_main(["inspect", "--pretrained", "x", "--prompt", "a", "--rows", "b.jsonl"]) == 2
     assert "exactly one of --prompt" in capsys.readouterr().err
+    assert hrpo_main(["inspect", "--pretrained", "x", "--prompt", "a", "--prompt", "b", "--gold", "1"]) == 2
+    assert "1 --gold for 2 --prompt" in capsys.readouterr().err

@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["gsm8k", "math", "multiple_choice", "qa"],
         help="prompt and scorer for --prompt and for --rows lines without a task (default gsm8k)",
     )
-    parser.add_argument("--gold", help="gold answer of --prompt, to score it (default: unscored)")
+    parser.add_argument(
+        "--gold",
+        action="append",
+        help="gold answer of each --prompt, in order, to score it (default: unscored)",
+    )
     parser.add_argument("--out", default="inspect.html", help="HTML page to write (default inspect.html)")
     parser.add_argument("--json", help="also write the per-token records as JSON here")
     decoding = parser.add_argument_group("decoding (defaults: the checkpoint's settings, greedy)")
@@ -123,11 +127,22 @@ def select_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int | N
     given = sum(bool(x) for x in (args.prompt, args.task, args.rows))
     if given != 1:
         raise ValueError("pass exactly one of --prompt TEXT, --task NAME (with --index) or --rows FILE.jsonl")
+    if args.gold and not args.prompt:
+        raise ValueError("--gold scores --prompt questions; rows of --task and --rows carry their own gold")
     if args.prompt:
-        gold = args.gold if args.gold is None or args.kind != "qa" else [args.gold]
+        golds = args.gold or [None] * len(args.prompt)
+        if len(golds) != len(args.prompt):
+            raise ValueError(
+                f"{len(golds)} --gold for {len(args.prompt)} --prompt: give one per prompt, in order"
+            )
         rows = [
-            {"id": f"prompt {i + 1}", "question": p, "task": args.kind, "gold": gold}
-            for i, p in enumerate(args.prompt)
+            {
+                "id": f"prompt {i + 1}",
+                "question": p,
+                "task": args.kind,
+                "gold": g if args.kind != "qa" else [g],
+            }
+            for i, (p, g) in enumerate(zip(args.prompt, golds, strict=True))
         ]
         return rows, None
     if args.rows:
