@@ -20,7 +20,8 @@ import numpy as np
 
 
 class CorpusError(ValueError):
-    """A corpus line that is not a usable record; the message names the file and the 1-based line."""
+    """A corpus file that is not usable (empty, not UTF-8, a bad or cut-short record, changed since the index
+    was built); the message names the file, the 1-based line or byte offset, and what to do."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,28 @@ def split_contents(contents: str) -> tuple[str, str]:
     return "", contents
 
 
-def parse_record(line: str | bytes, where: str) -> tuple[str, str]:
-    """``(id, contents)`` of one jsonl line; raises :class:`CorpusError` naming ``where`` on bad input."""
+def parse_record(line: str | bytes, where: str, whole_line: bool = True) -> tuple[str, str]:
+    """``(id, contents)`` of one jsonl line; raises :class:`CorpusError` naming ``where`` on bad input.
+
+    ``whole_line``: ``line`` was read up to a newline, so a missing one means the file ends mid-record.
+    """
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CorpusError(
+                f"{where}: not UTF-8 (byte {line[err.start]:#04x} at column {err.start + 1}); re-encode the "
+                "corpus as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+            ) from None
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as err:
-        raise CorpusError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        cut = (
+            ""
+            if line.endswith("\n") or not whole_line
+            else "; the line has no newline: the file looks cut short"
+        )
+        raise CorpusError(f"{where}: not valid JSON ({err.msg} at column {err.colno}){cut}") from None
     if not isinstance(obj, dict):
         raise CorpusError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if "id" not in obj:
@@ -85,19 +102,31 @@ def scan_corpus(path: str | os.PathLike, limit: int | None = None) -> tuple[np.n
 
     Returns ``(offsets, sha256_hex)`` where ``offsets`` is int64 of shape ``(n + 1,)``: record ``i`` is the
     byte range ``offsets[i]:offsets[i+1]`` (blank lines between records are harmless to JSON parsing).
-    With ``limit`` the checksum covers only the bytes of the first ``limit`` records.
+    With ``limit`` the checksum covers only the bytes of the first ``limit`` records. Every record is parsed
+    here, so a bad line (not UTF-8, not JSON, cut short) fails in seconds, before hours of encoding, and a
+    corpus without records raises :class:`CorpusError`.
     """
     digest = hashlib.sha256()
     offsets: list[int] = []
     pos = 0
+    if not Path(path).is_file():
+        raise CorpusError(
+            f"corpus {path} does not exist or is not a file; pass an existing jsonl as --corpus"
+        )
     with open(path, "rb") as f:
-        for line in f:
+        for lineno, line in enumerate(f, start=1):
             if line.strip():
                 if limit is not None and len(offsets) >= limit:
                     break
+                parse_record(line, f"{path}:{lineno}")  # JSON costs microseconds; encoding a passage ms
                 offsets.append(pos)
             digest.update(line)
             pos += len(line)
+    if not offsets:
+        raise CorpusError(
+            f"corpus {path} holds no passages ({pos} bytes, no non-blank line); give a jsonl with one "
+            '{"id", "title", "text"} or {"id", "contents"} object per line'
+        )
     offsets.append(pos)
     return np.asarray(offsets, dtype=np.int64), digest.hexdigest()
 

@@ -13,22 +13,39 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import parse_record
+from .corpus import CorpusError, parse_record
 
 
 class DocStore:
     """``get(row) -> {"id", "contents"}`` for rows of a corpus scanned by :func:`retrieval.corpus.scan_corpus`."""
 
-    def __init__(self, corpus_path: str | os.PathLike, offsets: np.ndarray) -> None:
+    def __init__(self, corpus_path: str | os.PathLike, offsets: np.ndarray, check: bool = True) -> None:
+        """``check``: read the first and last record now, so a corpus that changed since the build (edited,
+        truncated, another file) fails at load with :class:`CorpusError` rather than on some later search."""
         self.path = Path(corpus_path)
         self.offsets = np.asarray(offsets, dtype=np.int64)  # (n + 1,)
+        if not self.path.is_file():
+            raise CorpusError(
+                f"corpus {self.path} (recorded in the index's meta.json) not found; pass the corpus the "
+                "index was built from with --corpus"
+            )
         size = self.path.stat().st_size
         if int(self.offsets[-1]) > size:
-            raise ValueError(
+            raise CorpusError(
                 f"corpus {self.path} is {size} bytes but the index expects at least {int(self.offsets[-1])}: "
-                "it is not the file the index was built from"
+                "it is cut short or not the file the index was built from; pass the original with --corpus, "
+                "or rebuild the index over this file"
             )
         self._fd = os.open(self.path, os.O_RDONLY)
+        if check and len(self):
+            for row in {0, len(self) - 1}:
+                try:
+                    self.get(row)
+                except CorpusError as err:
+                    raise CorpusError(
+                        f"{err} -- row {row} of the index does not start a record in {self.path}: the corpus "
+                        "changed since the build; pass the original with --corpus, or rebuild the index"
+                    ) from None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -39,7 +56,7 @@ class DocStore:
             raise IndexError(f"row {row} outside corpus of {len(self)} passages")
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
         raw = os.pread(self._fd, end - start, start)
-        pid, contents = parse_record(raw, f"{self.path}@byte{start}")
+        pid, contents = parse_record(raw, f"{self.path}@byte{start}", whole_line=False)
         return {"id": pid, "contents": contents}
 
     def get_many(self, rows: list[int]) -> list[dict[str, str]]:

@@ -7,7 +7,12 @@ An index directory holds::
     shard_00.faiss ...   one FAISS index per contiguous row range (row ids are global: shard start + local id)
     embeddings.npy       optional float32 (n, dim) memmap, so another index type can be built without re-encoding
 
-``meta.json`` is written last, so a directory without it is an interrupted build. Memory during a build is
+``meta.json`` is the completion marker: a build removes it first and writes it last (atomically), so a
+directory without it is an interrupted build, which :func:`read_meta` (and so ``search``/``serve``) refuses.
+While encoding, ``build_state.json`` records how many rows of ``embeddings.npy`` are done (after each encode
+chunk); rerunning the same build resumes from there, and any other build restarts cleanly. Loading checks
+``meta.json`` against the files (shard sizes in bytes, vector counts and dims, the offsets) and raises
+:class:`IndexDirectoryError` naming the file and the command that rebuilds it. Memory during a build is
 bounded by the index itself plus one encode chunk and one add chunk; the embeddings go to a disk memmap.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,7 +37,23 @@ from .encoders import Encoder, EncoderSpec
 META_FILE = "meta.json"
 OFFSETS_FILE = "offsets.npy"
 EMBEDDINGS_FILE = "embeddings.npy"
+STATE_FILE = "build_state.json"
+BM25_DIR = "bm25"  # retrieval.bm25's folder; a rebuild removes a stale one (index must not import bm25s)
 FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
+
+
+class IndexDirectoryError(ValueError):
+    """An index directory that is unfinished, damaged or inconsistent with its ``meta.json``; the message names
+    the file (and field) and says how to rebuild."""
+
+
+def rebuild_hint(index_dir: str | os.PathLike) -> str:
+    """What to run to (re)create ``index_dir``."""
+    return (
+        f"re-run `hrpo retrieval build --corpus CORPUS --out {index_dir}` (a rerun of an interrupted build "
+        "resumes from its saved embeddings)"
+    )
 
 
 def make_index(dim: int, factory: str):
@@ -94,8 +116,11 @@ class ShardedWriter:
         files = []
         for i, ((a, b), index) in enumerate(zip(self.bounds, self.indexes, strict=True)):
             name = f"shard_{i:02d}.faiss"
-            faiss.write_index(index, str(out_dir / name))
-            files.append({"file": name, "start": a, "end": b})
+            tmp = out_dir / f".{name}.tmp"
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, out_dir / name)
+            # the size lets load detect a shard cut short (FAISS itself reads some truncations without error)
+            files.append({"file": name, "start": a, "end": b, "bytes": (out_dir / name).stat().st_size})
         return files
 
 
@@ -179,21 +204,38 @@ def build_index(
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).unlink(missing_ok=True)
+    (out / META_FILE).unlink(missing_ok=True)  # from here on the folder is refused until it is complete
+    shutil.rmtree(out / BM25_DIR, ignore_errors=True)  # a previous build's BM25 would not match
     offsets, sha = scan_corpus(corpus, limit=limit)
     n = len(offsets) - 1
-    if n == 0:
-        raise ValueError(f"corpus {corpus} has no passages")
     np.save(out / OFFSETS_FILE, offsets)
     enc = encoder or Encoder(spec, device=device)
     dim = enc.dim
     bar = tqdm(total=n, desc="encode passages", unit="psg", disable=not show_progress)
 
     if save_embeddings:
-        emb = np.lib.format.open_memmap(out / EMBEDDINGS_FILE, mode="w+", dtype=np.float32, shape=(n, dim))
+        state = {
+            "corpus_sha256": sha,
+            "count": n,
+            "dim": dim,
+            "encoder": {**spec.to_dict(), "fingerprint": enc.fingerprint},
+            "encode_chunk": encode_chunk,
+        }
+        done = _resumable_rows(out, state)
+        if done:
+            logger.warning(
+                "%s: resuming an interrupted build, %d of %d passages already encoded", out, done, n
+            )
+        emb = np.lib.format.open_memmap(
+            out / EMBEDDINGS_FILE, mode="r+" if done else "w+", dtype=np.float32, shape=(n, dim)
+        )
+        bar.update(done)
         for first, texts in _chunks(str(corpus), encode_chunk, limit):
+            if first + len(texts) <= done:
+                continue  # encoded before the interruption (chunk boundaries depend only on encode_chunk)
             emb[first : first + len(texts)] = enc.encode(texts, "passage", batch_size, progress=bar)
-        emb.flush()
+            emb.flush()
+            _write_json(out / STATE_FILE, {**state, "rows_done": first + len(texts)})
         bar.close()
         del emb
         vectors = np.load(out / EMBEDDINGS_FILE, mmap_mode="r")
@@ -203,6 +245,7 @@ def build_index(
     else:
         from .docstore import DocStore
 
+        (out / STATE_FILE).unlink(missing_ok=True)  # nothing to resume from: this build restarts
         probe = make_index(dim, factory)
         sample = np.zeros((0, dim), np.float32)
         if not probe.is_trained:
@@ -232,7 +275,26 @@ def build_index(
         "faiss_version": _faiss_version(),
     }
     write_meta(out, meta)
+    (out / STATE_FILE).unlink(missing_ok=True)  # after meta: a kill in between leaves a complete index
     return meta
+
+
+def _resumable_rows(out: Path, state: dict) -> int:
+    """Rows of ``out/embeddings.npy`` an interrupted build of the same corpus, encoder and chunking already
+    wrote (0: start afresh). Anything unreadable or different means a clean restart, never a mixed file."""
+    path, emb_path = out / STATE_FILE, out / EMBEDDINGS_FILE
+    try:
+        saved = json.loads(path.read_text())
+        done = int(saved.pop("rows_done"))
+        shape = np.load(emb_path, mmap_mode="r").shape
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError):
+        path.unlink(missing_ok=True)
+        return 0
+    if saved != state or shape != (state["count"], state["dim"]) or not 0 < done <= state["count"]:
+        logger.warning("%s: a previous build's state does not match this build; starting afresh", out)
+        path.unlink(missing_ok=True)
+        return 0
+    return done
 
 
 def rebuild_index(
@@ -248,8 +310,19 @@ def rebuild_index(
     """Build a new index type from the saved embeddings of ``src_dir`` (no re-encoding); returns its meta."""
     src = read_meta(src_dir)
     if not src.get("embeddings") or not Path(src["embeddings"]).is_file():
-        raise FileNotFoundError(
+        raise IndexDirectoryError(
             f"{src_dir} has no saved embeddings (build it with --save_embeddings to allow rebuilding)"
+        )
+    try:
+        vectors = np.load(src["embeddings"], mmap_mode="r")
+    except (OSError, ValueError, EOFError) as err:
+        raise IndexDirectoryError(
+            f"{src['embeddings']} cannot be read ({err}): it is cut short or damaged; {rebuild_hint(src_dir)}"
+        ) from None
+    if vectors.shape != (src["count"], src["dim"]):
+        raise IndexDirectoryError(
+            f"{src['embeddings']} holds {vectors.shape} but {src_dir}/{META_FILE} says ({src['count']}, "
+            f"{src['dim']}); {rebuild_hint(src_dir)}"
         )
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -257,7 +330,7 @@ def rebuild_index(
     (out / META_FILE).unlink(missing_ok=True)
     if Path(src_dir).resolve() != out.resolve():
         shutil.copyfile(Path(src_dir) / OFFSETS_FILE, out / OFFSETS_FILE)
-    vectors = np.load(src["embeddings"], mmap_mode="r")
+        shutil.rmtree(out / BM25_DIR, ignore_errors=True)  # a previous index's BM25 there would not match
     writer = build_from_vectors(
         vectors, factory, shards, train_size, add_chunk, ef_construction, show_progress=show_progress
     )
@@ -275,29 +348,161 @@ def rebuild_index(
     return meta
 
 
-def write_meta(index_dir: str | os.PathLike, meta: dict) -> None:
-    """Atomically write ``meta.json`` (its presence marks a complete index)."""
-    path = Path(index_dir) / META_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+def _write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` to ``path`` atomically (a temporary file renamed over it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
 
 
+def write_meta(index_dir: str | os.PathLike, meta: dict) -> None:
+    """Atomically write ``meta.json`` (its presence marks a complete index)."""
+    _write_json(Path(index_dir) / META_FILE, meta)
+
+
 def read_meta(index_dir: str | os.PathLike) -> dict:
-    path = Path(index_dir) / META_FILE
+    """The validated ``meta.json`` of a finished index; :class:`IndexDirectoryError` for anything else."""
+    folder = Path(index_dir)
+    path = folder / META_FILE
+    if not folder.is_dir():
+        raise IndexDirectoryError(f"index directory {folder} does not exist; {rebuild_hint(folder)}")
     if not path.is_file():
-        raise FileNotFoundError(f"{index_dir} is not a finished index directory (no {META_FILE})")
-    return json.loads(path.read_text())
+        state = folder / STATE_FILE
+        why = (
+            "its build was interrupted"
+            if state.is_file() or any(folder.glob("*.npy"))
+            else "it holds no index (or its build was interrupted)"
+        )
+        raise IndexDirectoryError(f"{folder} is not a finished index directory (no {META_FILE}: {why}); "
+                                  f"{rebuild_hint(folder)}")  # fmt: skip
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise IndexDirectoryError(f"{path}: not UTF-8 at byte {err.start}; {rebuild_hint(folder)}") from None
+    except json.JSONDecodeError as err:
+        raise IndexDirectoryError(
+            f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno}); {rebuild_hint(folder)}"
+        ) from None
+    validate_meta(meta, path)
+    return meta
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_meta(meta, path: Path) -> None:
+    """Types and internal consistency of a ``meta.json``; raises :class:`IndexDirectoryError` naming the field."""
+    hint = rebuild_hint(path.parent)
+
+    def bad(field: str, want: str, got) -> IndexDirectoryError:
+        return IndexDirectoryError(f"{path}: field {field!r} must be {want}, got {got!r}; {hint}")
+
+    if not isinstance(meta, dict):
+        raise bad("(top level)", "a JSON object", type(meta).__name__)
+    for key, want in (("dim", "a positive integer"), ("count", "a positive integer")):
+        if not _is_int(meta.get(key)) or meta[key] < 1:
+            raise bad(key, want, meta.get(key))
+    if meta.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise bad("format_version", str(FORMAT_VERSION), meta.get("format_version"))
+    if not isinstance(meta.get("factory"), str):
+        raise bad("factory", "a FAISS factory string", meta.get("factory"))
+    encoder = meta.get("encoder")
+    if not isinstance(encoder, dict) or not isinstance(encoder.get("model"), str):
+        raise bad("encoder", "an object with a string 'model'", encoder)
+    corpus = meta.get("corpus")
+    if not isinstance(corpus, dict) or not isinstance(corpus.get("path"), str):
+        raise bad("corpus", "an object with a string 'path'", corpus)
+    shards = meta.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise bad("shards", "a non-empty list", shards)
+    expect_start = 0
+    for i, shard in enumerate(shards):
+        if not (
+            isinstance(shard, dict)
+            and isinstance(shard.get("file"), str)
+            and _is_int(shard.get("start"))
+            and _is_int(shard.get("end"))
+        ):
+            raise bad(f"shards[{i}]", "an object with 'file' (string), 'start' and 'end' (integers)", shard)
+        if shard["start"] != expect_start or shard["end"] < shard["start"]:
+            raise bad(f"shards[{i}]", f"a row range starting at {expect_start}", shard)
+        expect_start = shard["end"]
+    if expect_start != meta["count"]:
+        raise IndexDirectoryError(
+            f"{path}: the shards cover {expect_start} rows but 'count' is {meta['count']}; {hint}"
+        )
+
+
+def load_offsets(index_dir: str | os.PathLike, meta: dict) -> np.ndarray:
+    """``offsets.npy`` (int64 (count + 1,), non-decreasing): the row -> corpus byte map, checked against meta."""
+    path = Path(index_dir) / OFFSETS_FILE
+    hint = rebuild_hint(index_dir)
+    try:
+        offsets = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise IndexDirectoryError(f"{path} is missing (the row -> document map); {hint}") from None
+    except (OSError, ValueError, EOFError) as err:
+        raise IndexDirectoryError(
+            f"{path} cannot be read ({err}): it is cut short or damaged; {hint}"
+        ) from None
+    count = meta["count"]
+    if offsets.ndim != 1 or not np.issubdtype(offsets.dtype, np.integer):
+        raise IndexDirectoryError(
+            f"{path} holds {offsets.dtype} {offsets.shape}, not a 1-d integer array; {hint}"
+        )
+    if len(offsets) != count + 1:
+        raise IndexDirectoryError(
+            f"{path} maps {len(offsets) - 1} documents but the index holds {count} vectors ({META_FILE} "
+            f"'count'): the docstore does not match the index; {hint}"
+        )
+    if len(offsets) > 1 and (offsets[0] < 0 or np.any(np.diff(offsets) <= 0)):
+        raise IndexDirectoryError(f"{path}: byte offsets are not increasing: the file is damaged; {hint}")
+    recorded = meta["corpus"].get("bytes_indexed")
+    if _is_int(recorded) and int(offsets[-1]) != recorded:
+        raise IndexDirectoryError(
+            f"{path} ends at byte {int(offsets[-1])} but {META_FILE} records {recorded} corpus bytes; {hint}"
+        )
+    return offsets.astype(np.int64, copy=False)
 
 
 def load_shards(index_dir: str | os.PathLike, meta: dict, mmap: bool = False) -> list[tuple[object, int]]:
-    """``[(faiss index, global row offset), ...]``; ``mmap`` maps flat code storage from disk (IO_FLAG_MMAP_IFC)."""
+    """``[(faiss index, global row offset), ...]``; ``mmap`` maps flat code storage from disk (IO_FLAG_MMAP_IFC).
+
+    Each shard is checked before and after FAISS reads it: its byte size (when ``meta.json`` records one),
+    that FAISS can read it, its vector count (``end - start``) and its dimension (``meta["dim"]``).
+    """
     import faiss
 
     flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
-    return [
-        (faiss.read_index(str(Path(index_dir) / s["file"]), flags), int(s["start"])) for s in meta["shards"]
-    ]
+    hint = rebuild_hint(index_dir)
+    out = []
+    for s in meta["shards"]:
+        path = Path(index_dir) / s["file"]
+        if not path.is_file():
+            raise IndexDirectoryError(f"{path} is missing (listed in {META_FILE}); {hint}")
+        size = path.stat().st_size
+        if _is_int(s.get("bytes")) and size != s["bytes"]:
+            raise IndexDirectoryError(
+                f"{path} is {size} bytes but was written with {s['bytes']}: it is cut short or damaged; {hint}"
+            )
+        try:
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError as err:  # FAISS's message is a C++ assertion; keep only its gist
+            gist = re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "", str(err).strip().splitlines()[-1])[
+                :200
+            ]
+            raise IndexDirectoryError(
+                f"{path} cannot be read by FAISS ({gist}): it is cut short or damaged; {hint}"
+            ) from None
+        want = s["end"] - s["start"]
+        if index.ntotal != want or index.d != meta["dim"]:
+            raise IndexDirectoryError(
+                f"{path} holds {index.ntotal} vectors of dim {index.d} but {META_FILE} says {want} of dim "
+                f"{meta['dim']}: the index and its {META_FILE} do not match; {hint}"
+            )
+        out.append((index, int(s["start"])))
+    return out
 
 
 def _faiss_version() -> str:

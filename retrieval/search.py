@@ -19,7 +19,15 @@ import numpy as np
 
 from .docstore import DocStore
 from .encoders import Encoder, EncoderMismatchError, EncoderSpec, check_compatible, resolve_spec
-from .index import OFFSETS_FILE, load_shards, read_meta, set_search_params
+from .index import (
+    META_FILE,
+    IndexDirectoryError,
+    load_offsets,
+    load_shards,
+    read_meta,
+    rebuild_hint,
+    set_search_params,
+)
 
 METHODS = ("dense", "bm25", "hybrid")
 
@@ -52,12 +60,21 @@ def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.n
 
 
 def _docstore(index_dir: str | os.PathLike, meta: dict, corpus: str | os.PathLike | None) -> DocStore:
-    path = Path(corpus or meta["corpus"]["path"])
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"corpus {path} (recorded in {index_dir}/meta.json) not found; pass the corpus path explicitly"
-        )
-    return DocStore(path, np.load(Path(index_dir) / OFFSETS_FILE))
+    """The documents of ``index_dir``: its checked ``offsets.npy`` over the recorded (or given) corpus."""
+    offsets = load_offsets(index_dir, meta)
+    return DocStore(Path(corpus or meta["corpus"]["path"]), offsets)  # CorpusError if missing or changed
+
+
+def _load_encoder(spec: EncoderSpec, device: str | None, index_dir: str) -> Encoder:
+    """:class:`Encoder` of ``spec``; a model that cannot be loaded raises naming it and the index."""
+    try:
+        return Encoder(spec, device=device)
+    except (OSError, ValueError) as err:  # transformers: missing folder/files, unreadable weights or config
+        gist = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise IndexDirectoryError(
+            f"encoder {spec.model!r} of index {index_dir} cannot be loaded ({gist}); make it available (the "
+            f"encoder recorded in {META_FILE}), or {rebuild_hint(index_dir)}"
+        ) from None
 
 
 def _hits(store: DocStore, scores: np.ndarray, rows: np.ndarray) -> list[list[Hit]]:
@@ -104,7 +121,9 @@ class DenseRetriever:
         batch_size: int = 64,
     ) -> None:
         self.index_dir = str(index_dir)
+        # Cheap file checks first (meta, offsets + corpus ends, shard sizes/counts/dims), then the encoder.
         self.meta = read_meta(index_dir)
+        self.docs = _docstore(index_dir, self.meta, corpus)
         built = self.meta["encoder"]
         if encoder is None:
             spec = EncoderSpec.from_dict(built)
@@ -115,18 +134,24 @@ class DenseRetriever:
                 else encoder
             )
             check_compatible(built, spec, None, self.index_dir)  # before loading any weights
-        self.encoder = Encoder(spec, device=device)
+        self.shards = load_shards(index_dir, self.meta, mmap=mmap)
+        self.encoder = _load_encoder(spec, device, self.index_dir)
+        if encoder is None and built.get("fingerprint") not in (None, self.encoder.fingerprint):
+            raise EncoderMismatchError(
+                f"{Path(index_dir) / META_FILE} records encoder {spec.model!r} with weight fingerprint "
+                f"{built.get('fingerprint')}, but {spec.model!r} now loads weights {self.encoder.fingerprint}: "
+                f"the model changed or {META_FILE} was edited since the build; restore that model, or "
+                f"{rebuild_hint(index_dir)}"
+            )
         check_compatible(built, spec, self.encoder.fingerprint, self.index_dir)
         if self.encoder.dim != self.meta["dim"]:
             raise EncoderMismatchError(
                 f"encoder {spec.model!r} gives {self.encoder.dim}-d vectors; index {index_dir} holds {self.meta['dim']}-d"
             )
-        self.shards = load_shards(index_dir, self.meta, mmap=mmap)
         for index, _ in self.shards:
             set_search_params(index, nprobe=nprobe, ef_search=ef_search)
         if use_gpu:
             self.shards = [(to_all_gpus(index), start) for index, start in self.shards]
-        self.docs = _docstore(index_dir, self.meta, corpus)
         self.batch_size = batch_size
 
     def search_vectors(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,11 +176,28 @@ class BM25Retriever:
     def __init__(
         self, index_dir: str | os.PathLike, corpus: str | os.PathLike | None = None, mmap: bool = False
     ) -> None:
-        from .bm25 import BM25Index
+        from .bm25 import BM25_DIR, BM25Index
 
         self.meta = read_meta(index_dir)
-        self.bm25 = BM25Index(index_dir, mmap=mmap)
         self.docs = _docstore(index_dir, self.meta, corpus)
+        folder = Path(index_dir) / BM25_DIR
+        if not folder.is_dir():
+            raise IndexDirectoryError(
+                f"no BM25 index in {index_dir} ({folder} is missing); rebuild with `hrpo retrieval build ... "
+                f"--bm25`, or search with --method dense"
+            )
+        try:
+            self.bm25 = BM25Index(index_dir, mmap=mmap)
+        except Exception as err:  # bm25s/numpy/json raise their own types for missing or cut-short files
+            raise IndexDirectoryError(
+                f"the BM25 index {folder} cannot be read ({type(err).__name__}: {str(err)[:200]}): it is "
+                f"incomplete or damaged; rebuild with `hrpo retrieval build ... --bm25`"
+            ) from None
+        if self.bm25.count != self.meta["count"]:
+            raise IndexDirectoryError(
+                f"the BM25 index {folder} holds {self.bm25.count} documents but the index holds "
+                f"{self.meta['count']}: it belongs to another build; rebuild with `hrpo retrieval build ... --bm25`"
+            )
 
     def search_rows(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.bm25.search(list(queries), k)
