@@ -110,8 +110,9 @@ def _step_of(folder: Path) -> int | None:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    """A ``trainer_state.json`` as a dict with a ``log_history`` list; :class:`CurvesError` names the file
-    (and the line and column of a JSON error) otherwise."""
+    """A ``trainer_state.json`` as a dict with a ``log_history`` list (a file holding just that list, such as
+    ``hrpo demo``'s ``train_history.json``, is read as one); :class:`CurvesError` names the file (and the line
+    and column of a JSON error) otherwise."""
     try:
         text = path.read_text()
     except OSError as err:
@@ -123,6 +124,8 @@ def read_state(path: Path) -> dict[str, Any]:
             f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); the file was cut or "
             "edited -- point hrpo plot at another checkpoint or run folder"
         ) from None
+    if isinstance(state, list) and all(isinstance(e, dict) for e in state):  # a bare log_history list
+        return {"global_step": max((int(e.get("step") or 0) for e in state), default=0), "log_history": state}
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise CurvesError(
             f"{path}: no 'log_history' list -- not a trainer_state.json written by a Hugging Face Trainer"

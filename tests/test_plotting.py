@@ -112,6 +112,16 @@ def test_reward_falls_back_to_the_total_when_no_reward_function_is_named():
 
 def test_the_state_file_is_found_and_bad_files_are_named(tmp_path, capsys):
     fx = _copy(tmp_path)
+    # a bare log_history list (hrpo demo's train_history.json) is read as a state
+    bare = tmp_path / "train_history.json"
+    bare.write_text(json.dumps(_history(fx / "hrpo" / "checkpoint-3" / "trainer_state.json")))
+    (from_list,) = plotting.load_curves([bare])
+    assert (
+        from_list.series == plotting.load_curves([fx / "hrpo"])[0].series and from_list.label == tmp_path.name
+    )
+    (tmp_path / "bad.json").write_text('{"log_history": 3}')
+    with pytest.raises(plotting.CurvesError, match=r"bad\.json: no 'log_history' list"):
+        plotting.load_curves([tmp_path / "bad.json"])
     run = fx / "hrpo"
     # the run folder's own state (trainer.save_state) wins a tie with the newest checkpoint
     shutil.copy(run / "checkpoint-3" / "trainer_state.json", run / "trainer_state.json")

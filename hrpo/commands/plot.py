@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "runs",
         nargs="+",
         metavar="RUN_DIR",
-        help="training output folders (or checkpoint-N folders, or trainer_state.json files)",
+        help="training output folders (or checkpoint-N folders, trainer_state.json files, or JSON lists of log "
+        "entries such as hrpo demo's hrpo-checkpoint/train_history.json)",
     )
     parser.add_argument("--out", default="curves.png", help="PNG to write (default: curves.png)")
     parser.add_argument(
