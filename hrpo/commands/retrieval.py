@@ -30,6 +30,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _seconds(value: str) -> float:
+    t = float(value)
+    if not t > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return t
+
+
 def _add_retriever_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, help="index directory written by `hrpo retrieval build`")
     p.add_argument(
@@ -154,7 +161,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: --api_key_env {args.api_key_env} is set but that variable is empty", file=sys.stderr)
         return 2
     retriever = _load(args)
-    limits = Limits(args.max_queries, args.max_topk, args.max_body_bytes)
+    limits = Limits(
+        max_queries=args.max_queries,
+        max_topk=args.max_topk,
+        max_body_bytes=args.max_body_bytes,
+        body_timeout_s=args.body_timeout_s,
+    )
     app = create_app(retriever, limits, args.topk, api_key, info={"index": args.index, "method": args.method})
     serve(app, args.host, args.port)
     return 0
@@ -239,9 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max_topk", type=_positive, default=100, help="largest top-k accepted (422 above)")
     v.add_argument("--max_body_bytes", type=_positive, default=1 << 20, help="request body limit (413 above)")
     v.add_argument(
+        "--body_timeout_s",
+        type=_seconds,
+        default=30.0,
+        help="seconds a client may take to send its body (408 after, so a trickling client frees its slot)",
+    )
+    v.add_argument(
         "--api_key_env",
         default=None,
-        help="name of an environment variable holding an API key; requests must then send X-API-Key",
+        help="name of an environment variable holding an API key; every route but /health then needs header "
+        "X-API-Key (the key is never logged)",
     )
     v.set_defaults(func=cmd_serve)
 
@@ -259,4 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_action(build_parser(), argv)
+    try:
+        return run_action(build_parser(), argv)
+    except ValueError as err:
+        # hrpo.retrieval's own errors (IndexDirectoryError, CorpusError, EncoderMismatchError) name the file
+        # and the fix: print them, not a traceback. Checked by module so --help imports nothing heavy.
+        if not type(err).__module__.startswith(("hrpo.retrieval", "retrieval.")):
+            raise
+        print(f"hrpo retrieval: error: {err}", file=sys.stderr)
+        return 2

@@ -347,7 +347,7 @@ def _kill_when(cmd: list[str], ready, timeout: float = 300) -> tuple[str, int]:
 
 
 @pytest.mark.slow
-def test_killed_build_is_refused_and_rerun_resumes(encoders, tmp_path, caplog, record_property):
+def test_killed_build_is_refused_and_rerun_resumes(encoders, tmp_path, caplog, capsys, record_property):
     """SIGKILL ``hrpo retrieval build`` (a subprocess) at a seeded random encode chunk, then again once every
     passage is encoded (while FAISS builds and writes the index). After each kill the folder is refused by
     :func:`load_retriever` (what ``search`` and ``serve`` load through) and progress never goes back by more
@@ -373,6 +373,10 @@ def test_killed_build_is_refused_and_rerun_resumes(encoders, tmp_path, caplog, r
         assert phase == "killed" and code == -signal.SIGKILL, log
         with pytest.raises(IndexDirectoryError, match="interrupted"):
             load_retriever(out, "dense")
+        # the command line: an error message and exit code 2 (serve starts no server)
+        for verb in (["search", "--query", "river"], ["serve", "--port", "1"]):
+            assert retrieval_main([verb[0], "--index", str(out), *verb[1:]]) == 2
+            assert "its build was interrupted" in capsys.readouterr().err
         assert done >= previous, f"progress went back: {log}"
         previous = done
     threads = torch.get_num_threads()
