@@ -3,7 +3,7 @@ dataset files. One parametrized test per family; every case asserts the project'
 (and line where one applies) in the message, a hint of what to do, and that the error is raised by project
 code (the last traceback frame is in the checkout, not in a library) without a chained library traceback.
 
-Families and case counts (see the ids): gate 19, adapter 10 (+1 through ``HRPOLM``), dataset 18.
+Families and case counts (see the ids): gate 19, adapter 10 (+1 through ``HRPOLM``), dataset 20.
 """
 
 from __future__ import annotations
@@ -298,6 +298,14 @@ DATA_CASES = {
     ),
     "mmlu_cut_mid_line": (
         MMLU_FILE, MMLU.encode() + b'"What is', _load("mmlu"), MalformedRowError, ":3", "columns",
+    ),
+    "math_tree_problem_not_utf8": (
+        "math/test/algebra/1.json", b'{"problem": "caf\xe9"}', _load("math"), MalformedRowError, "",
+        "not UTF-8 (byte 0xe9 at offset 16)",
+    ),
+    "math_tree_problem_cut_short": (
+        "math/test/algebra/1.json", b'{"problem": "p", "solu', _load("math"), MalformedRowError, "",
+        "invalid JSON",
     ),
     "qa_file_empty": ("rows.jsonl", b"", _qa_file, MalformedRowError, "", "empty"),
     "qa_file_not_utf8": ("rows.jsonl", b'{"question": "\xc3("}\n', _qa_file, MalformedRowError, ":1", "UTF-8"),

@@ -135,13 +135,16 @@ def _read_math_tree(root: Path, convert, policy: BadRowPolicy) -> list[Row]:
     def items():
         for f in files:
             try:
-                yield str(f), json.loads(f.read_text(encoding="utf-8"))
+                yield str(f), json.loads(f.read_bytes().decode("utf-8"))
             except json.JSONDecodeError as err:
-                yield str(f), {"_error": err.msg}
+                yield str(f), {"_error": f"invalid JSON ({err.msg} at line {err.lineno})"}
+            except UnicodeDecodeError as err:  # a row error naming the file, not a codec traceback
+                byte = err.object[err.start]
+                yield str(f), {"_error": f"not UTF-8 (byte {byte:#04x} at offset {err.start})"}
 
     def checked(raw: Any, index: int) -> Row:
         if "_error" in raw:
-            raise RowError(f"invalid JSON ({raw['_error']})")
+            raise RowError(f"{raw['_error']}; re-download or re-write the file")
         return convert(raw, index)
 
     return convert_items(items(), checked, policy, root)
