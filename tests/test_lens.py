@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from hrpo.checkpoint import save_gate
 from hrpo.cli import main as hrpo_main
+from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import DecodeConfig, hybrid_generate
 from hrpo.latent import SamplingConfig
 from hrpo.lens import compare_latent, inspect_completions, prompt_from_row
@@ -56,7 +57,12 @@ def nearest_by_cosine(model, vector: torch.Tensor, n: int = 5) -> tuple[list[int
 @pytest.mark.parametrize(("greedy", "top_k"), [(True, 50), (False, 0)])
 def test_records_are_the_decode_loop_exactly(tiny_llama, greedy, top_k):
     model, tokenizer = tiny_llama
-    gate = strong_gate(model.config.hidden_size)
+    if greedy:
+        gate = strong_gate(model.config.hidden_size)
+    else:  # almost all latent (a ~ 0.1): sampled tokens whose fed embedding is nearest to another token
+        gate = ThinkingGate(
+            GateConfig(model.config.hidden_size, r_min=0.01, r_max=0.02), torch.Generator().manual_seed(0)
+        )
     sampling = SamplingConfig(temperature=0.7, top_k=top_k, top_p=0.95 if top_k == 0 else 1.0, greedy=greedy)
     config = DecodeConfig(max_new_tokens=12, sampling=sampling, eos_token_ids=())
     records = inspect_completions(model, tokenizer, gate, PROMPTS, config, top=4, nearest=5, seed=3)
@@ -97,6 +103,10 @@ def test_records_are_the_decode_loop_exactly(tiny_llama, greedy, top_k):
     assert records[0].mean_hidden_ratio == pytest.approx(
         rollout.hidden_ratio[0][rollout.thinking_mask[0]].mean().item(), abs=1e-6
     )
+    differs = sum(r.differs_count for r in records)
+    assert greedy or differs > 0  # with a ~ 0.1 the latent, not E[y], decides the nearest token
+    page = render_page(list(zip(records, records, strict=True)))
+    assert len(re.findall(r'class="tok [^"]*\bdiffers\b', page)) == 2 * differs
 
 
 # ---------------------------------------------------------------------------------- a scripted completion
