@@ -363,8 +363,15 @@ def test_the_page_runs_in_headless_chromium(scripted, tmp_path):
     assert (width, height) == (1400, 900) and len(png) > 20_000
 
 
-def test_inspect_rejects_ambiguous_input(capsys):
+def test_inspect_rejects_ambiguous_input(capsys, tmp_path):
     assert hrpo_main(["inspect", "--pretrained", "x", "--prompt", "a", "--rows", "b.jsonl"]) == 2
     assert "exactly one of --prompt" in capsys.readouterr().err
     assert hrpo_main(["inspect", "--pretrained", "x", "--prompt", "a", "--prompt", "b", "--gold", "1"]) == 2
     assert "1 --gold for 2 --prompt" in capsys.readouterr().err
+    # A QA row needs its passages (as hrpo eval gives them), or an explicit --closed_book.
+    rows = tmp_path / "qa.jsonl"
+    rows.write_text(
+        json.dumps({"question": "Who wrote Hamlet?", "gold": ["Shakespeare"], "task": "qa"}) + "\n"
+    )
+    assert hrpo_main(["inspect", "--pretrained", "x", "--rows", str(rows)]) == 2
+    assert "have no 'contexts'" in capsys.readouterr().err

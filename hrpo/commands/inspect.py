@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--data_dir", help="local benchmark data folder (layout of ../shared/data) for --task"
     )
     parser.add_argument(
+        "--index_dir",
+        help="FAISS index folder (hrpo retrieval build) giving QA rows without contexts their top-3",
+    )
+    parser.add_argument(
+        "--closed_book", action="store_true", help="QA rows without contexts get none (not a paper setting)"
+    )
+    parser.add_argument(
         "--kind",
         default="gsm8k",
         choices=["gsm8k", "math", "multiple_choice", "qa"],
@@ -123,7 +130,21 @@ def _select(rows: list[dict[str, Any]], index: list[int] | None, where: str) -> 
 
 
 def select_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int | None]:
-    """The rows to decode and the task's generation length (None when not from a task)."""
+    """The rows to decode (QA rows with their contexts) and the task's generation length (None: not a task)."""
+    rows, length = _chosen_rows(args)
+    qa = [i for i, r in enumerate(rows) if r["task"] == "qa"]
+    if qa:  # the knowledge tasks' prompts hold top-3 passages, as hrpo eval gives them
+        from hrpo.data.build import ensure_contexts
+
+        with_contexts = ensure_contexts(
+            [rows[i] for i in qa], index_dir=args.index_dir, closed_book=args.closed_book
+        )
+        for i, row in zip(qa, with_contexts, strict=True):
+            rows[i] = row
+    return rows, length
+
+
+def _chosen_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int | None]:
     given = sum(bool(x) for x in (args.prompt, args.task, args.rows))
     if given != 1:
         raise ValueError("pass exactly one of --prompt TEXT, --task NAME (with --index) or --rows FILE.jsonl")
