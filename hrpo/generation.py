@@ -17,6 +17,9 @@ decoding. Rows whose thinking has ended get no latent or gate work. None of this
 greedy rollouts are token-identical with and without compaction, and so are sampled ones, because each row
 draws its uniforms from its own stream (``row_seeds``; see :func:`hybrid_generate`).
 
+An optional ``observer`` sees every step (:class:`StepView`: chosen tokens, their distribution, the exact
+embeddings fed back, the gate ratios) without changing it; the latent lens (:mod:`hrpo.lens`) is built on it.
+
 Replay rebuilds the inputs with the CURRENT gate parameters (gradients reach ``W_r``, ``W_i``, ``Lambda``; none
 flow through the stored latents) and uses the same attention mask and position ids as the rollout.
 """

@@ -286,7 +286,8 @@ def inspect_completions(
 ) -> list[CompletionRecord]:
     """Decode ``lens_prompts`` with :func:`hybrid_generate` and return one record per prompt (see module doc).
 
-    ``config`` is the loop's (``hybrid=False`` or ``gate=None``: plain inputs); ``top`` latent candidates and
+    A plain string prompt is tokenised as it is (no chat template; :func:`prompt_from_row` builds the HRPO chat
+    prompt). ``config`` is the loop's (``hybrid=False`` or ``gate=None``: plain inputs); ``top`` latent candidates and
     ``nearest`` neighbours are kept per token. Prompts are decoded in left-padded batches of ``batch_size``
     (outputs do not depend on the batch); sampled decoding draws row seeds from ``seed``. ``progress``: a tqdm
     bar of decode steps with this description (None: no bar).

