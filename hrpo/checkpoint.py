@@ -13,6 +13,13 @@ One module owns the folder's layout (a training output or a ``checkpoint-N`` fol
   (:func:`write_complete_marker`): a folder without it was interrupted mid-save and is never resumed from
   (:func:`check_checkpoint_complete`, :func:`latest_complete`).
 
+Saves are atomic: a checkpoint is written into ``<output_dir>/.hrpo-staging/checkpoint-N`` (:func:`staging_dir`),
+marked complete, synced to disk and renamed into place (:func:`publish_checkpoint`), so a crash or a full disk never
+leaves a partial folder under a ``checkpoint-N`` name; only then are old checkpoints rotated away
+(:func:`rotate_complete_checkpoints`: ``save_total_limit`` counts complete checkpoints and never deletes the newest).
+Resuming checks the run's identity first (:func:`check_resume_compatible`: base model, hidden size, LoRA rank,
+hybrid flag, delimiter, world size) and refuses a mismatch before any tensor is read.
+
 :meth:`CheckpointInfo.read` reads all of it (no tensors) into one object: base model, method, peft, tau, r_min,
 seed, decoding settings. Loading checks everything it can before touching tensors and says what is wrong: not a
 gate, an unknown version, missing or mis-shaped tensors, or a hidden size that does not match the model.
@@ -26,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +55,7 @@ COMPLETE_MARKER = "hrpo_checkpoint_complete.json"
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's
 MODEL_CONFIG = "config.json"  # transformers'
 CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR (tests/test_contracts.py)
+STAGING = ".hrpo-staging"  # hidden: never matches checkpoint-N, so nothing resumes from or rotates it
 
 
 class GateCheckpointError(ValueError):
@@ -55,6 +64,14 @@ class GateCheckpointError(ValueError):
 
 class IncompleteCheckpointError(ValueError):
     """A checkpoint folder was not completely written (the run died while saving it)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint belongs to another setup (base model, LoRA rank, ...) than the run resuming from it."""
+
+
+class CheckpointSaveError(OSError):
+    """Writing a checkpoint failed (e.g. the disk is full); nothing partial was published."""
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -225,8 +242,14 @@ def write_run_info(
     peft: bool,
     decoding: DecodingSettings,
     args: dict[str, Any],
+    hidden_size: int | None = None,
+    world_size: int | None = None,
 ) -> Path:
-    """Write ``hrpo_run.json`` (the trainer calls it on every save); ``args`` keeps its scalar values only."""
+    """Write ``hrpo_run.json`` (the trainer calls it on every save); ``args`` keeps its scalar values only.
+
+    ``hidden_size`` (the model's embedding width) and ``world_size`` (training processes) are what a resume is
+    checked against (:func:`check_resume_compatible`) besides the base model, hybrid flag and delimiter.
+    """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     run = {
@@ -236,6 +259,10 @@ def write_run_info(
         "decoding": decoding.to_dict(),
         "args": {k: v for k, v in args.items() if isinstance(v, (str, int, float, bool, type(None)))},
     }
+    if hidden_size is not None:
+        run["hidden_size"] = int(hidden_size)
+    if world_size is not None:
+        run["world_size"] = int(world_size)
     path = folder / RUN_CONFIG
     _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(run, indent=2) + "\n"))
     return path
@@ -356,17 +383,150 @@ def check_checkpoint_complete(folder: str | os.PathLike) -> None:
         )
 
 
-def latest_complete(output_dir: str | os.PathLike) -> str | None:
-    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, or None."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    steps = []
-    for child in folder.iterdir():
+def _complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every completely written ``checkpoint-N`` in ``output_dir``, oldest first."""
+    found = []
+    for child in output_dir.iterdir() if output_dir.is_dir() else ():
         match = re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)", child.name)
         if match and (child / COMPLETE_MARKER).is_file():
-            steps.append((int(match.group(1)), child))
-    return str(max(steps)[1]) if steps else None
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_complete(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, or None."""
+    complete = _complete_checkpoints(Path(output_dir))
+    return str(complete[-1][1]) if complete else None
 
 
 latest_complete_checkpoint = latest_complete  # the name hrpo.trainer exported
+
+
+# ---------------------------------------------------------------------------------------------- atomic saves
+
+
+def staging_dir(output_dir: str | os.PathLike) -> Path:
+    """Where checkpoints of ``output_dir`` are written before :func:`publish_checkpoint` renames them into place.
+
+    Inside ``output_dir`` (same filesystem, so the rename is atomic) and hidden; what a crashed save leaves there
+    is never resumed from and is removed by the next save.
+    """
+    return Path(output_dir) / STAGING
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_checkpoint(staged: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Sync the completely written folder ``staged`` to disk and rename it to ``final`` (same filesystem).
+
+    A folder already at ``final`` (a checkpoint of an abandoned timeline, or an incomplete folder from an older
+    hrpo) is first moved aside and deleted afterwards, so ``final`` only ever names a complete checkpoint.
+    The files are fsynced before the rename and the parent after it: a power cut leaves the old or the new
+    folder, never a renamed folder with unwritten data.
+    """
+    staged, final = Path(staged), Path(final)
+    for root, dirs, files in os.walk(staged):
+        for name in files:
+            _fsync(Path(root) / name)
+        for name in dirs:
+            _fsync(Path(root) / name, directory=True)
+    _fsync(staged, directory=True)
+    aside = None
+    if final.exists():
+        aside = staged.with_name(f"replaced-{final.name}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
+    os.replace(staged, final)
+    _fsync(final.parent, directory=True)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return final
+
+
+def rotate_complete_checkpoints(
+    output_dir: str | os.PathLike,
+    save_total_limit: int | None,
+    keep: tuple[str | os.PathLike | None, ...] = (),
+) -> list[Path]:
+    """Delete the oldest complete checkpoints beyond ``save_total_limit``; returns the deleted folders.
+
+    Call it only after the newest checkpoint was published: the newest complete checkpoint and ``keep`` (the
+    best model's) are never deleted, and folders without a completion marker neither count nor get deleted.
+    """
+    if not save_total_limit or save_total_limit <= 0:
+        return []
+    complete = [folder for _, folder in _complete_checkpoints(Path(output_dir))]
+    protected = {Path(p).resolve() for p in keep if p} | ({complete[-1].resolve()} if complete else set())
+    excess = len(complete) - max(save_total_limit, len(protected))
+    deleted = []
+    for folder in complete:
+        if len(deleted) >= excess:
+            break
+        if folder.resolve() not in protected:
+            shutil.rmtree(folder, ignore_errors=True)
+            deleted.append(folder)
+    return deleted
+
+
+# ---------------------------------------------------------------------------------------------- resume checks
+
+RESUME_FIELDS = ("base_model", "hidden_size", "lora_r", "hybrid", "delimiter", "world_size")
+"""What must be the same for a run to resume a checkpoint (:func:`check_resume_compatible`)."""
+
+
+def resume_identity(directory: str | os.PathLike) -> dict[str, Any]:
+    """The :data:`RESUME_FIELDS` a checkpoint folder records (JSON only); a field it does not record is absent.
+
+    ``lora_r`` is the adapter's rank (None for a folder without an adapter: full weights); ``hidden_size`` comes
+    from the run file, else the gate file.
+    """
+    folder = Path(directory)
+    run = _read_json(folder / RUN_CONFIG) if (folder / RUN_CONFIG).is_file() else {}
+    found: dict[str, Any] = {}
+    for name in ("base_model", "hidden_size", "hybrid", "world_size"):
+        if name in run:
+            found[name] = run[name]
+    if "delimiter" in (run.get("decoding") or {}):
+        found["delimiter"] = run["decoding"]["delimiter"]
+    if "hidden_size" not in found and has_gate(folder):
+        found["hidden_size"] = read_gate_config(folder)["gate"]["hidden_size"]
+    if (folder / ADAPTER_CONFIG).is_file():
+        found["lora_r"] = _read_json(folder / ADAPTER_CONFIG).get("r")
+    elif run:
+        found["lora_r"] = None
+    return found
+
+
+def _same(field_name: str, saved: Any, current: Any) -> bool:
+    # The same local model folder may be named by another (relative, symlinked) path.
+    folders = field_name == "base_model" and all(
+        isinstance(v, str) and os.path.isdir(v) for v in (saved, current)
+    )
+    return os.path.realpath(saved) == os.path.realpath(current) if folders else saved == current
+
+
+def check_resume_compatible(directory: str | os.PathLike, current: dict[str, Any]) -> None:
+    """Raise :class:`CheckpointMismatchError` naming every field (with both values) where the checkpoint in
+    ``directory`` and the resuming run (``current``: :data:`RESUME_FIELDS` -> value) differ.
+
+    Fields the checkpoint does not record (older hrpo versions) are not checked. Reads JSON only: call it before
+    any weights are loaded.
+    """
+    saved = resume_identity(directory)
+    wrong = [
+        f"  {name}: the checkpoint has {saved[name]!r}, this run has {current[name]!r}"
+        for name in RESUME_FIELDS
+        if name in saved and name in current and not _same(name, saved[name], current[name])
+    ]
+    if wrong:
+        raise CheckpointMismatchError(
+            f"cannot resume from {directory}: it was trained with another setup\n" + "\n".join(wrong) + "\n"
+            "Resume with the checkpoint's settings (--model_name_or_path, --lora_r, --hybrid, --delimiter, the "
+            "number of processes), or train the new setup into another --output_dir."
+        )

@@ -15,7 +15,10 @@ Not used by the library itself (only :mod:`hrpo.demo` imports it, for its smoke 
   :func:`subprocess_env` (an offline environment for ``python -m hrpo...`` subprocesses), :func:`run_command`,
   :func:`output_tail` and :func:`free_port`;
 * retrieval server: :func:`write_wiki_corpus` (a tiny real-text corpus) and :func:`run_load` (bounded
-  concurrent load, a :class:`LoadReport` with served/errors/p50/p99).
+  concurrent load, a :class:`LoadReport` with served/errors/p50/p99);
+* kill -9 series: :class:`ForkedCommands` (each launch its own process, forked from one interpreter that
+  imported torch/TRL once) and :func:`install_trainer_probe` / :func:`read_probe` (where a training process was
+  when it was killed; optionally paused mid-save).
 """
 
 from __future__ import annotations
@@ -490,3 +493,183 @@ def run_load(
         list(pool.map(client, range(clients)))
     report.seconds = time.monotonic() - start
     return report
+
+
+# --------------------------------------------------------------------------- killable launches (kill -9 series)
+
+
+def _fork_server() -> None:
+    """The loop behind :class:`ForkedCommands` (run as ``python -c``): preload, then one fork per request line.
+
+    Request (a JSON line on stdin): ``{"entry", "argv", "log", "env", "setup"}``; replies (JSON lines on stdout):
+    ``{"pid"}`` right after the fork, ``{"pid", "returncode"}`` once the child ended (negative: killed by that
+    signal). One child at a time; EOF on stdin ends the server.
+    """
+    import gc
+    import importlib
+    import sys
+
+    # The replies get their own copy of stdout; anything printed (library warnings on import) goes to stderr.
+    requests, replies = sys.stdin, os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    # What every launch would otherwise import again (torch, transformers, TRL, ...).
+    for name in sys.argv[1:]:
+        importlib.import_module(name)
+    gc.freeze()  # the preloaded objects are permanent: the children's collections skip them (~1 s each)
+    for line in requests:
+        request = json.loads(line)
+        for stream in (replies, sys.stdout, sys.stderr):  # nothing buffered is written twice after the fork
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the command's own process
+            code = 1
+            try:
+                fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.environ.update(request.get("env") or {})
+                if request.get("setup"):
+                    module, function = request["setup"].split(":")
+                    getattr(importlib.import_module(module), function)()
+                module, function = request["entry"].split(":")
+                main = getattr(importlib.import_module(module), function)
+                sys.argv = ["hrpo", *request["argv"]]
+                code = int(main(request["argv"]) or 0)
+            except SystemExit as err:
+                code = err.code if isinstance(err.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        replies.write(json.dumps({"pid": pid}) + "\n")
+        replies.flush()
+        _, status = os.waitpid(pid, 0)
+        replies.write(json.dumps({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+        replies.flush()
+
+
+class ForkedCommands:
+    """Launch commands as separate processes forked from one preloaded interpreter.
+
+    A kill -9 series restarts a command many times; a fresh interpreter pays 5-15 s of imports (torch,
+    transformers, TRL) per launch, a fork of a server that imported them once pays none. Each launch calls
+    ``entry`` (``"module:function"``, e.g. ``"hrpo.cli:main"``, what the ``hrpo`` script runs) with its argv in
+    its own process (``os.kill(pid, SIGKILL)`` kills it and nothing else), stdout and stderr in a log file. Use as
+    a context manager.
+    """
+
+    def __init__(self, entry: str, preload: Sequence[str], cwd: Path, **env: str) -> None:
+        import sys
+
+        code = "from hrpo.testing import _fork_server; _fork_server()"
+        full_env = {**subprocess_env(), "OMP_NUM_THREADS": "1", **env}
+        self._server = subprocess.Popen(
+            [sys.executable, "-c", code, *preload],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.entry = entry
+        self.pid: int | None = None
+
+    def start(self, argv: Sequence[str], log: Path, setup: str | None = None, **env: str) -> int:
+        """Fork ``entry(argv)`` (after calling ``setup``, ``"module:function"``, in the child); returns its pid."""
+        if self.pid is not None:
+            raise RuntimeError(f"command {self.pid} still runs: wait() for it first")
+        request = {"entry": self.entry, "argv": list(argv), "log": str(log), "env": env, "setup": setup}
+        self._server.stdin.write(json.dumps(request) + "\n")
+        self._server.stdin.flush()
+        reply = self._server.stdout.readline()
+        if not reply:
+            raise RuntimeError("the fork server died (see the test's stderr)")
+        self.pid = json.loads(reply)["pid"]
+        return self.pid
+
+    def wait(self) -> int:
+        """Wait for the running command; its return code (``-9`` after a SIGKILL)."""
+        reply = self._server.stdout.readline()
+        if not reply:
+            raise RuntimeError("the fork server died (see the test's stderr)")
+        self.pid = None
+        return json.loads(reply)["returncode"]
+
+    def close(self) -> None:
+        import contextlib
+
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, 9)
+        self._server.stdin.close()
+        try:
+            self._server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._server.kill()
+
+    def __enter__(self) -> ForkedCommands:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+PROBE_LOG = "HRPO_PROBE_LOG"
+"""Environment variable: the file :func:`install_trainer_probe` appends its events to."""
+PROBE_PAUSE_SAVE = "HRPO_PROBE_PAUSE_SAVE"
+"""Environment variable: the checkpoint step whose save the probe pauses mid-write (after the adapter, gate and
+optimizer are written, before the RNG state and trainer state), so a kill lands inside the save."""
+
+
+def install_trainer_probe() -> None:
+    """Make every :class:`hrpo.trainer.HRPOTrainer` log where it is (the ``setup`` of a :class:`ForkedCommands`
+    launch): JSON lines ``{"t", "event", "step"}`` appended to ``$HRPO_PROBE_LOG``.
+
+    Events: ``rollout`` (step ``k`` starts generating), ``backward`` (its rollouts are scored; loss, backward and
+    optimizer step follow), ``save`` / ``saved`` (checkpoint-``k`` begins / was published), ``save-paused``
+    (inside the save of step ``$HRPO_PROBE_PAUSE_SAVE``, which then sleeps). Each event is one ``write`` to an
+    ``O_APPEND`` file, so a SIGKILL never leaves half a line: the last line is where the process was.
+    """
+    import time
+
+    from hrpo.trainer import HRPOTrainer
+
+    fd = os.open(os.environ[PROBE_LOG], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pause_step = int(os.environ.get(PROBE_PAUSE_SAVE) or -1)
+
+    def log(event: str, step: int) -> None:
+        os.write(fd, (json.dumps({"t": time.time(), "event": event, "step": step}) + "\n").encode())
+
+    def generate(self, inputs):
+        log("rollout", self.state.global_step + 1)
+        output = generate.original(self, inputs)
+        log("backward", self.state.global_step + 1)
+        return output
+
+    def save_checkpoint(self, model, trial):
+        log("save", self.state.global_step)
+        save_checkpoint.original(self, model, trial)
+        log("saved", self.state.global_step)
+
+    def save_rng_state(self, output_dir):
+        if self.state.global_step == pause_step:
+            log("save-paused", self.state.global_step)
+            time.sleep(600)  # the test kills the process here
+        save_rng_state.original(self, output_dir)
+
+    for name, wrapper in (("_generate_and_score_completions", generate), ("_save_checkpoint", save_checkpoint),
+                          ("_save_rng_state", save_rng_state)):  # fmt: skip
+        wrapper.original = getattr(HRPOTrainer, name)
+        setattr(HRPOTrainer, name, wrapper)
+
+
+def read_probe(path: Path) -> list[dict[str, Any]]:
+    """The events :func:`install_trainer_probe` logged into ``path`` (oldest first; none if it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -24,7 +24,8 @@ logging, DeepSpeed/accelerate plumbing, checkpoints -- is inherited):
 5. Under DeepSpeed bf16/fp16 the gate computes from the optimizer's fp32 master values (refreshed after every
    optimizer step, see :mod:`hrpo.gate`), and the saved gate holds them.
 6. Checkpoints also hold the gate (``hrpo_gate.*``), the run config and a completion marker written last; resuming
-   refuses a checkpoint without it. The folder's layout belongs to :mod:`hrpo.checkpoint`.
+   refuses a checkpoint without it. Saves are atomic (written into a staging folder, renamed into place, rotated
+   after) and a resume must match the run's setup. The folder's layout belongs to :mod:`hrpo.checkpoint`.
 
 Hand-offs between TRL's hooks (the rollout from ``_generate_single_turn`` to ``_generate_and_score_completions``,
 the replay inputs from ``_compute_loss`` to the policy forward, the replay gaps back) go through :class:`HandOff`:
@@ -37,6 +38,7 @@ which hook TRL no longer calls as HRPO expects. ``tests/test_contracts.py`` pins
 from __future__ import annotations
 
 import functools
+import shutil
 import types
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -57,12 +59,17 @@ from hrpo.bucketing import Bucket, plan_buckets
 from hrpo.checkpoint import (  # noqa: F401  (COMPLETE_MARKER ... latest_complete_checkpoint: the old import path)
     COMPLETE_MARKER,
     RUN_CONFIG,
+    CheckpointSaveError,
     IncompleteCheckpointError,
     check_checkpoint_complete,
+    check_resume_compatible,
     latest_complete,
     latest_complete_checkpoint,
     load_gate,
+    publish_checkpoint,
+    rotate_complete_checkpoints,
     save_gate,
+    staging_dir,
     write_complete_marker,
     write_run_info,
 )
@@ -615,16 +622,70 @@ class HRPOTrainer(GRPOTrainer):
             peft=hasattr(model, "peft_config"),
             decoding=args.decoding,
             args=asdict(args),
+            hidden_size=model.get_input_embeddings().embedding_dim,
+            world_size=args.world_size,
         )
 
+    def _get_output_dir(self, trial) -> str:
+        # While _save_checkpoint runs, Trainer writes checkpoint-N under the staging folder (see there).
+        staging = getattr(self, "_hrpo_staging", None)
+        return staging if staging is not None else super()._get_output_dir(trial)
+
     def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
+        """TRL's/transformers' save, into ``.hrpo-staging/checkpoint-N``, then marked complete and renamed into
+        place; old checkpoints are rotated only after that (:mod:`hrpo.checkpoint`, "atomic saves").
+
+        A failure while writing (a full disk) removes the staged folder and raises :class:`CheckpointSaveError`;
+        the previous checkpoints are untouched, so ``--resume_from_checkpoint latest`` resumes from the newest.
+        """
+        self._hrpo_staging = None
+        run_dir = Path(self._get_output_dir(trial=trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging = staging_dir(run_dir)
         if self.args.should_save:
-            folder = (
-                Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            shutil.rmtree(staging, ignore_errors=True)  # what a crashed save left behind
+        self.accelerator.wait_for_everyone()  # every rank writes its part (DeepSpeed shards) into the staging
+        self._hrpo_staging = str(staging)
+        try:
+            super()._save_checkpoint(model, trial)  # transformers' rotation runs inside the staging: a no-op
+        except Exception as err:
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            previous = latest_complete(run_dir)
+            raise CheckpointSaveError(
+                f"saving {name} into {staging} failed ({type(err).__name__}: {err}). Nothing was published: the "
+                f"newest complete checkpoint is still {previous or 'none (no checkpoint was completed yet)'}. Free "
+                "disk space (or fix the cause) and rerun with --resume_from_checkpoint latest."
+            ) from err
+        finally:
+            self._hrpo_staging = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            staged = staging / name
+            write_complete_marker(staged, self.state.global_step)
+            publish_checkpoint(staged, run_dir / name)
+            shutil.rmtree(staging, ignore_errors=True)
+            best = self.state.best_model_checkpoint
+            if best and Path(best).parent == staging:  # recorded while the folder was still staged
+                self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+            rotate_complete_checkpoints(
+                run_dir, self.args.save_total_limit, keep=(self.state.best_model_checkpoint,)
             )
-            # Written last: a folder without it was interrupted mid-save and is never resumed from.
-            write_complete_marker(folder, self.state.global_step)
+        self.accelerator.wait_for_everyone()  # no rank moves on before the checkpoint is published
+
+    def _resume_identity(self) -> dict[str, Any]:
+        """This run's :data:`hrpo.checkpoint.RESUME_FIELDS` (what a checkpoint it resumes must match)."""
+        model = self.accelerator.unwrap_model(self.model)
+        args: HRPOConfig = self.args
+        peft_config = getattr(model, "peft_config", None)
+        return {
+            "base_model": getattr(getattr(model, "config", None), "_name_or_path", None),
+            "hidden_size": model.get_input_embeddings().embedding_dim,
+            "lora_r": peft_config[model.active_adapter].r if peft_config else None,
+            "hybrid": bool(args.hybrid),
+            "delimiter": args.decoding.delimiter,
+            "world_size": args.world_size,
+        }
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -634,6 +695,9 @@ class HRPOTrainer(GRPOTrainer):
             self.gate.load_state_dict(saved.state_dict())
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """Trainer.train; ``resume_from_checkpoint="latest"`` (or True) picks the newest COMPLETE checkpoint, an
+        explicit folder must be complete, and either must match this run's setup (checked before any weights
+        load: :func:`hrpo.checkpoint.check_resume_compatible`)."""
         if resume_from_checkpoint == "latest" or resume_from_checkpoint is True:
             resume_from_checkpoint = latest_complete(self.args.output_dir)
             if resume_from_checkpoint is None:
@@ -642,6 +706,10 @@ class HRPOTrainer(GRPOTrainer):
                 )
         elif resume_from_checkpoint:
             check_checkpoint_complete(resume_from_checkpoint)
+        if resume_from_checkpoint:
+            check_resume_compatible(resume_from_checkpoint, self._resume_identity())
+            if self.args.should_save:
+                print(f"hrpo: resuming from {resume_from_checkpoint}", flush=True)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
 

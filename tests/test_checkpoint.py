@@ -150,3 +150,76 @@ def test_checkpoint_metadata_reads_without_torch():
 
     code = "import sys, hrpo.checkpoint; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _checkpoint(folder, step, complete=True):
+    from hrpo.checkpoint import write_complete_marker
+
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "optimizer.pt").write_bytes(b"x" * step)
+    if complete:
+        write_complete_marker(path, step)
+    return path
+
+
+def test_rotation_counts_and_deletes_only_complete_checkpoints(tmp_path):
+    from hrpo.checkpoint import rotate_complete_checkpoints
+
+    for step in (1, 2, 3, 5):
+        _checkpoint(tmp_path, step)
+    _checkpoint(tmp_path, 9, complete=False)  # a partial folder (older hrpo): neither counted nor deleted
+    assert rotate_complete_checkpoints(tmp_path, None) == []
+    deleted = rotate_complete_checkpoints(tmp_path, 2, keep=(str(tmp_path / "checkpoint-1"),))
+    # As transformers: the limit counts the kept (best) one, and the newest always survives.
+    assert deleted == [tmp_path / "checkpoint-2", tmp_path / "checkpoint-3"]
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == [
+        "checkpoint-1",
+        "checkpoint-5",
+        "checkpoint-9",
+    ]
+    rotate_complete_checkpoints(tmp_path, 1)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-5", "checkpoint-9"]
+
+
+def test_publish_renames_a_staged_checkpoint_over_a_stale_folder(tmp_path):
+    from hrpo.checkpoint import COMPLETE_MARKER, latest_complete, publish_checkpoint, staging_dir
+
+    stale = _checkpoint(tmp_path, 4, complete=False)
+    (stale / "leftover.bin").write_bytes(b"old")
+    staged = _checkpoint(staging_dir(tmp_path), 4)
+    assert latest_complete(tmp_path) is None  # nothing inside the staging folder is ever taken
+    assert publish_checkpoint(staged, stale) == stale
+    assert not staged.exists() and not (stale / "leftover.bin").exists()
+    assert (stale / COMPLETE_MARKER).is_file() and latest_complete(tmp_path) == str(stale)
+    assert list(staging_dir(tmp_path).iterdir()) == []  # the stale folder moved aside was deleted
+
+
+def test_resume_check_names_each_field_with_both_values(tmp_path):
+    from hrpo.checkpoint import (
+        CheckpointMismatchError,
+        check_resume_compatible,
+        resume_identity,
+        write_run_info,
+    )
+    from hrpo.decoding import DecodingSettings
+
+    model = tmp_path / "model"
+    model.mkdir()
+    write_run_info(tmp_path, str(model), hybrid=True, peft=True, decoding=DecodingSettings(), args={},
+                   hidden_size=64, world_size=2)  # fmt: skip
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    saved = resume_identity(tmp_path)
+    assert saved == {"base_model": str(model), "hidden_size": 64, "hybrid": True, "world_size": 2,
+                     "delimiter": "####", "lora_r": 4}  # fmt: skip
+    # The same model folder named by another path is the same base model.
+    check_resume_compatible(tmp_path, {**saved, "base_model": str(tmp_path / "." / "model")})
+    with pytest.raises(CheckpointMismatchError) as caught:
+        check_resume_compatible(tmp_path, {**saved, "lora_r": 8, "world_size": 1})
+    assert "  lora_r: the checkpoint has 4, this run has 8\n" in str(caught.value)
+    assert "  world_size: the checkpoint has 2, this run has 1\n" in str(caught.value)
+    assert "hidden_size" not in str(caught.value)
+    # An older checkpoint that does not record a field is not checked on it.
+    old = tmp_path / "old"
+    write_run_info(old, "m", hybrid=True, peft=False, decoding=DecodingSettings(), args={})
+    check_resume_compatible(old, {"world_size": 8, "hidden_size": 1, "base_model": "m", "lora_r": None})

@@ -34,6 +34,7 @@ SIGNATURES = {
     "trl.trainer.grpo_trainer:GRPOTrainer._save_checkpoint": "(self, model, trial)",
     "transformers.trainer:Trainer._load_from_checkpoint": "(self, resume_from_checkpoint: str, model: torch.nn.modules.module.Module | None = None) -> None",
     "transformers.trainer:Trainer._get_output_dir": "(self, trial: 'optuna.Trial | dict[str, Any] | None') -> str",
+    "transformers.trainer:Trainer._save_rng_state": "(self, output_dir: str) -> None",
     "transformers.trainer:Trainer.save_model": "(self, output_dir: str | None = None, _internal_call: bool = False) -> None",
     "transformers.trainer:Trainer.create_optimizer": "(self, model=None) -> torch.optim.optimizer.Optimizer",
     "transformers.trainer:Trainer.train": "(self, resume_from_checkpoint: str | bool | None = None, trial: 'optuna.Trial | dict[str, Any] | None' = None, ignore_keys_for_eval: list[str] | None = None) -> transformers.trainer_utils.TrainOutput",
@@ -221,3 +222,14 @@ def test_private_api_dependencies_have_upper_bounds_that_admit_the_tested_versio
         assert requirement.specifier.contains(version(name)), (
             f"installed {name} {version(name)} outside {requirement}"
         )
+
+
+def test_checkpoint_saves_go_through_get_output_dir():
+    """HRPOTrainer stages a checkpoint by overriding _get_output_dir during _save_checkpoint (atomic saves): the
+    folder, the rotation and the RNG state (where the kill -9 test pauses a save) must all derive from it."""
+    from transformers import Trainer
+
+    source = inspect.getsource(Trainer._save_checkpoint)
+    for needle in ("run_dir = self._get_output_dir(trial=trial)", "output_dir = os.path.join(run_dir, ",
+                   "output_dir=run_dir", "self._save_rng_state(output_dir)"):  # fmt: skip
+        assert needle in source, needle
