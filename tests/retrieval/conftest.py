@@ -81,3 +81,24 @@ def dense_retriever(minilm_index: Path):
     from hrpo.retrieval.search import DenseRetriever
 
     return DenseRetriever(minilm_index)
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory) -> Path:
+    """Flat MiniLM index over 64 offline Wikipedia summaries (no shared data; a few seconds to encode)."""
+    from hrpo.retrieval.encoders import resolve_spec
+    from hrpo.retrieval.index import build_index
+    from hrpo.testing import write_wiki_corpus
+
+    root = tmp_path_factory.mktemp("tiny")
+    corpus = write_wiki_corpus(root / "wiki64.jsonl", n=64)
+    out = root / "minilm_flat"
+    build_index(corpus, out, resolve_spec("minilm"), factory="Flat", show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_retriever(tiny_index: Path):
+    from hrpo.retrieval.search import DenseRetriever
+
+    return DenseRetriever(tiny_index)
