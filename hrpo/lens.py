@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from hrpo import prompts, rewards
-from hrpo.checkpoint import CheckpointInfo, GateCheckpointError, load_gate
+from hrpo.checkpoint import CheckpointInfo, GateCheckpointError, load_gate, read_gate_config
 from hrpo.decoding import DecodingSettings
 from hrpo.gate import ThinkingGate
 from hrpo.generation import STOP_EOS, STOP_LENGTH, STOP_STRING, DecodeConfig, StepView, hybrid_generate
@@ -433,7 +433,7 @@ def load_checkpoint(
     LoRA adapter in the folder is merged (as the eval adapter's default); the gate is loaded when present.
     Raises :class:`hrpo.checkpoint.GateCheckpointError` naming the folder when it cannot be used.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     info = CheckpointInfo.read(checkpoint_path)
     base = pretrained or info.base_model
@@ -444,10 +444,16 @@ def load_checkpoint(
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    if info.has_gate:  # a gate made for another base model is refused before any weights load
+        config = AutoConfig.from_pretrained(base)
+        read_gate_config(info.folder, int((getattr(config, "text_config", None) or config).hidden_size))
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype).to(device).eval()
     if info.has_adapter:
         from peft import PeftModel
 
+        from hrpo.adapter_check import check_adapter_fits
+
+        check_adapter_fits(info.folder, model)  # another model's adapter: a clear error, not PEFT's traceback
         model = PeftModel.from_pretrained(model, str(info.folder)).merge_and_unload().eval()
     has_tokenizer = any(
         (info.folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")

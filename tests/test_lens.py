@@ -263,7 +263,7 @@ def test_page_is_valid_self_contained_and_holds_every_token(scripted):
     assert page.count('class="boundary-line"') == 2
 
 
-def test_hrpo_inspect_on_a_saved_checkpoint(tmp_path, smol_tokenizer, capsys):
+def test_hrpo_inspect_on_a_saved_checkpoint(tmp_path, smol_tokenizer, capsys, monkeypatch):
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -309,6 +309,14 @@ def test_hrpo_inspect_on_a_saved_checkpoint(tmp_path, smol_tokenizer, capsys):
     argv = ["inspect", "--checkpoint_path", str(ckpt), "--rows", str(bad), "--index", "5"]
     assert hrpo_main(argv) == 2
     assert capsys.readouterr().err.count("error") == 1  # the bad line is reported before --index is
+
+    # A gate made for another base model is refused before any weights load.
+    save_gate(ThinkingGate(GateConfig(32)), ckpt)
+    monkeypatch.setattr(
+        AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded")
+    )
+    assert hrpo_main(["inspect", "--checkpoint_path", str(ckpt), "--prompt", "x", "--out", str(out)]) == 2
+    assert "hidden size 32 but the model's embeddings have hidden size 64" in capsys.readouterr().err
 
 
 def test_inspect_a_benchmark_row_by_index(tmp_path, shared_data, smol_tokenizer, monkeypatch):
