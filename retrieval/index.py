@@ -327,24 +327,31 @@ def rebuild_index(
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).unlink(missing_ok=True)
-    if Path(src_dir).resolve() != out.resolve():
+    in_place = Path(src_dir).resolve() == out.resolve()
+    if not in_place:
+        (out / META_FILE).unlink(missing_ok=True)
         shutil.copyfile(Path(src_dir) / OFFSETS_FILE, out / OFFSETS_FILE)
         shutil.rmtree(out / BM25_DIR, ignore_errors=True)  # a previous index's BM25 there would not match
+    # In place, the old meta.json stays until the new one replaces it: a kill in between leaves shards that
+    # do not match it (byte sizes, counts), which loading refuses, and a rerun of the same command still
+    # finds the embeddings through it.
     writer = build_from_vectors(
         vectors, factory, shards, train_size, add_chunk, ef_construction, show_progress=show_progress
     )
-    for old in out.glob("shard_*.faiss"):
-        old.unlink()
+    files = writer.write(out)
     meta = {
         **src,
         "factory": factory,
-        "shards": writer.write(out),
+        "shards": files,
         "train_size": train_size,
         "build_seconds": round(time.perf_counter() - t0, 2),
         "faiss_version": _faiss_version(),
     }
     write_meta(out, meta)
+    keep = {f["file"] for f in files}
+    for old in out.glob("shard_*.faiss"):  # shards of the previous index beyond the new count
+        if old.name not in keep:
+            old.unlink()
     return meta
 
 

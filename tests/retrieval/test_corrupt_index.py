@@ -438,3 +438,33 @@ def test_stale_build_state_restarts_cleanly(encoders, tmp_path, caplog):
     got = np.load(out / EMBEDDINGS_FILE)
     assert (got[:20] == 0.5).all()
     np.testing.assert_array_equal(got[20:], want[20:])
+
+
+def test_in_place_rebuild_interrupted_before_meta_is_refused_then_completes(pristine, tmp_path, monkeypatch):
+    """``--from_index X --out X`` (a new index type in place) killed after the new shards are written but
+    before ``meta.json``: the old meta no longer matches the shards, so loading refuses the folder; rerunning
+    the same rebuild (which still finds the embeddings through the old meta) completes it."""
+    import hrpo.retrieval.index as index_module
+
+    d = shutil.copytree(pristine, tmp_path / "index")
+    meta = read_meta(d)
+    meta["embeddings"] = str(d / EMBEDDINGS_FILE)
+    write_meta(d, meta)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before meta.json")
+
+    monkeypatch.setattr(index_module, "write_meta", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rebuild_index(d, d, "HNSW32", shards=2, show_progress=False)
+    monkeypatch.undo()
+    with pytest.raises(IndexDirectoryError) as excinfo:
+        load_retriever(d, "dense")
+    assert_project_error(excinfo, SHARD, "cut short or damaged")
+    rebuild_index(d, d, "HNSW32", shards=2, show_progress=False)
+    assert read_meta(d)["factory"] == "HNSW32" and sorted(p.name for p in d.glob("shard_*.faiss")) == [
+        "shard_00.faiss",
+        "shard_01.faiss",
+    ]
+    hits = load_retriever(d, "dense", ef_search=64).search(["river king number 3"], topk=3)[0]
+    assert len(hits) == 3
