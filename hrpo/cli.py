@@ -23,6 +23,8 @@ VERBS: dict[str, str] = {
     "retrieval": "FAISS retrieval: build | search | serve | attach",
     "data": "build the merged training sets (MMLU aux + ARC-C train, NQ + HotpotQA train with contexts)",
     "leaderboard": "tabulate lm-eval results (ours and stock) as the paper's Knowledge/STEM table, with a plot",
+    "plot": "draw training curves (reward, format, KL, hidden ratio, ...) of one or more runs into one PNG",
+    "inspect": "the latent lens: decode with a checkpoint and write an HTML page of every token's hybrid input",
 }
 
 
