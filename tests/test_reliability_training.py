@@ -226,6 +226,12 @@ def test_kill_9_series_ends_in_the_uninterrupted_state(tmp_path):
                 assert staged.is_dir() and not (staged / COMPLETE_MARKER).exists()
                 assert not (out / f"checkpoint-{step}").exists()  # the partial save was never published
                 partial_staged += 1
+        # The same command resuming with another LoRA rank: one error naming the field, no traceback, no training.
+        argv = [*train_argv(model, rows, out), "--resume_from_checkpoint", "latest", "--lora_r", "8"]
+        commands.start(argv, tmp_path / "mismatch.log")
+        text = (tmp_path / "mismatch.log").read_text() if commands.wait() == 2 else "(exit code != 2)"
+        assert "hrpo train: error: cannot resume from " in text and "Traceback" not in text, text[-3000:]
+        assert "  lora_r: the checkpoint has 4, this run has 8" in text
     assert not staging_dir(out).exists()  # the next save removed what the killed saves had staged
     assert_same_state(out, reference_out)
     counts = {phase: hit.count(phase) for phase in dict.fromkeys(hit)}

@@ -288,7 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     if trainer.accelerator.is_main_process:
         print(summarize(trainer, model_args, len(rows)), flush=True)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    from hrpo.checkpoint import CheckpointMismatchError, CheckpointSaveError, IncompleteCheckpointError
+
+    try:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    except (CheckpointMismatchError, IncompleteCheckpointError, CheckpointSaveError) as err:
+        # The message says what is wrong and what to do: one error, not a traceback through Trainer.
+        print(f"hrpo train: error: {err}", file=sys.stderr)
+        return 1 if isinstance(err, CheckpointSaveError) else 2
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"saved the trained adapter, gate and run config to {training_args.output_dir}", flush=True)
