@@ -14,8 +14,9 @@ Not used by the library itself (only :mod:`hrpo.demo` imports it, for its smoke 
 * data and processes: :func:`encode` (left-padded batch), :func:`write_toy_rows` (a tiny ``task: file`` JSONL),
   :func:`subprocess_env` (an offline environment for ``python -m hrpo...`` subprocesses), :func:`run_command`,
   :func:`output_tail` and :func:`free_port`;
-* retrieval server: :func:`write_wiki_corpus` (a tiny real-text corpus) and :func:`run_load` (bounded
-  concurrent load, a :class:`LoadReport` with served/errors/p50/p99);
+* retrieval server: :func:`write_wiki_corpus` (a tiny real-text corpus), :func:`run_load` (bounded
+  concurrent load, a :class:`LoadReport` with served/errors/p50/p99) and :func:`retrieval_server` (``hrpo
+  retrieval serve`` as a subprocess on a free port);
 * kill -9 series: :class:`ForkedCommands` (each launch its own process, forked from one interpreter that
   imported torch/TRL once) and :func:`install_trainer_probe` / :func:`read_probe` (where a training process was
   when it was killed; optionally paused mid-save).
@@ -23,6 +24,7 @@ Not used by the library itself (only :mod:`hrpo.demo` imports it, for its smoke 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -30,7 +32,7 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -673,3 +675,61 @@ def read_probe(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def retrieval_server(
+    index_dir: Path, log_path: Path, *flags: str, env: dict[str, str] | None = None, timeout: float = 180.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``hrpo retrieval serve --index index_dir *flags`` on a free 127.0.0.1 port, as a subprocess with one
+    OpenMP thread; output (uvicorn's info log) goes to ``log_path``. Yields ``(url, process)`` once ``/health``
+    answers; the server is terminated on exit. Raises ``RuntimeError`` (with the log's tail) if it never comes up.
+    """
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "hrpo.cli",
+        "retrieval",
+        "serve",
+        "--index",
+        str(index_dir),
+        "--port",
+        str(port),
+    ]
+    full_env = {**subprocess_env(), "OMP_NUM_THREADS": "1", **(env or {})}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, *flags], cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"hrpo retrieval serve exited {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"hrpo retrieval serve not up after {timeout:g} s:\n{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
