@@ -368,6 +368,8 @@ def test_hostile_requests_get_4xx_json_never_5xx_or_hang(tiny_retriever):
     assert not any(s.startswith("5") or s == "hang" for s in statuses), statuses
     errors = [r.getMessage() for r in records.records if r.levelno >= logging.ERROR]
     assert not errors, f"the server logged errors: {errors[:5]}"
+    # the capture works: uvicorn's warnings for the raw non-HTTP bytes are in it
+    assert any("Invalid HTTP request" in r.getMessage() for r in records.records)
     assert statuses["200"] >= 50 and len(per_family) == len(FAMILIES) + 1  # the series did exercise all
 
 

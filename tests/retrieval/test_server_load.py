@@ -160,6 +160,8 @@ def test_slow_client_does_not_block_others(served):
     assert proc.poll() is None
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_api_key_never_in_server_output_or_answers(served):
     url, proc, log_path = served
     requests = {  # name -> (method, path, json body)
