@@ -74,10 +74,9 @@ def _describe(value: Any) -> str:
 
 
 def _parse_int(digits: str) -> int:
-    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
-        raise BadRequest(
-            422, f"a number in the body has {len(digits)} digits; the fields take small integers"
-        )
+    n = len(digits.lstrip("-"))
+    if n > MAX_INT_DIGITS:
+        raise BadRequest(422, f"a number in the body has {n} digits; the fields take small integers")
     return int(digits)
 
 
