@@ -68,7 +68,7 @@ DEMO_RECIPE: dict[str, Any] = {
 }
 RECIPE_CHANGES = {
     "max_steps": "DemoSettings.train_steps instead of 30 (the time budget)",
-    # A 10 % linear warmup of a 6-step run is one whole step at learning rate 0; the recipe's own 30 steps
+    # A 10 % linear warmup of an 8-step run is one whole step at learning rate 0; the recipe's own 30 steps
     # warm up over 3. With no warmup the cosine schedule starts at the recipe's peak learning rate.
     "warmup_steps": "0 instead of 0.1",
     # The recipe's default-off shaping reward is on in the demo's training (issue 12 allows it for a model that
@@ -86,7 +86,7 @@ REPORT_TASKS = {ARITHMETIC_TASK: "held-out arithmetic", GSM8K_TASK: "GSM8K"}
 class DemoSettings:
     """Sizes of each stage (defaults: about 15 minutes on 2 idle CPU cores)."""
 
-    train_steps: int = 6
+    train_steps: int = 8
     """HRPO optimizer steps of 2 prompts x G=8 completions (the recipe's batch)."""
     shaping_weight: float = 0.25
     """Weight of the format-shaping reward in TRAINING (:mod:`hrpo.shaping`; 0 = the paper's reward only)."""
@@ -156,6 +156,12 @@ class Stage:
     def done(self) -> bool:
         """Whether the process has exited."""
         return self.proc.poll() is not None
+
+    def stop(self) -> None:
+        """End the process if it still runs (the pipeline failed elsewhere)."""
+        if not self.done():
+            self.proc.terminate()
+            self.proc.wait()
 
     def wait(self) -> float:
         """Seconds the stage took; RuntimeError naming the log if it failed."""
@@ -487,8 +493,9 @@ def report(out: Path, settings: DemoSettings) -> tuple[str, dict[str, Any]]:
     text = (
         "Per-item results (95% Wilson intervals; the gain row: paired bootstrap over the same items, "
         f"{settings.resamples} resamples). reward = the paper's reward, correct AND exactly one ####; "
-        f"accuracy = correct, format ignored. Greedy, {settings.max_gen_toks} new tokens. {shaping}; every number "
-        "here is the paper's reward or accuracy.\n\n"
+        f"accuracy = correct, format ignored. Greedy, at most {settings.max_gen_toks} new tokens; HRPO decodes with "
+        f"its trained gate (hybrid latent), the base plain tokens. {shaping}; every number here is the paper's "
+        "reward or accuracy.\n\n"
         + report_table(comparisons)
         + "\n"
         + gain_line(f"GSM8K (transfer, {comparisons[GSM8K_TASK]['n']} test items)", comparisons[GSM8K_TASK])
@@ -564,7 +571,12 @@ def run(settings: DemoSettings, out: Path) -> Path:
     train_dir = out / "hrpo-checkpoint"
     print(f"\n=== train (HRPO, {settings.train_steps} steps, {settings.threads} thread(s))", flush=True)
     start = time.perf_counter()
-    history = train(model, rows, train_dir, settings, lane_free=None if base is None else base.done)
+    try:
+        history = train(model, rows, train_dir, settings, lane_free=None if base is None else base.done)
+    except BaseException:  # also Ctrl-C: leave no evaluation running in the background
+        if base is not None:
+            base.stop()
+        raise
     timings["train_s"] = time.perf_counter() - start
     print(f"=== train done in {timings['train_s']:.0f} s; checkpoint in {train_dir}", flush=True)
     print(f"training curves: {plot_training(history, out / 'curves.png', settings)}", flush=True)
@@ -587,12 +599,16 @@ def run(settings: DemoSettings, out: Path) -> Path:
             settings.threads,
             echo=False,
         )
-        timings["eval_hrpo_s"] = run_stage(
-            f"evaluate the HRPO checkpoint ({ARITHMETIC_TASK})",
-            _eval_argv(hrpo_args, [ARITHMETIC_TASK], hrpo_out, common),
-            out / "logs" / "eval_hrpo.log",
-            settings.threads,
-        )
+        try:
+            timings["eval_hrpo_s"] = run_stage(
+                f"evaluate the HRPO checkpoint ({ARITHMETIC_TASK})",
+                _eval_argv(hrpo_args, [ARITHMETIC_TASK], hrpo_out, common),
+                out / "logs" / "eval_hrpo.log",
+                settings.threads,
+            )
+        except BaseException:
+            other.stop()
+            raise
         timings["eval_hrpo_s"] = max(timings["eval_hrpo_s"], other.wait())
     else:
         timings["eval_hrpo_s"] = run_stage(
