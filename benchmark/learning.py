@@ -288,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=None, help="optimizer steps per method (default: recipe)"
     )
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds (both methods per seed)")
-    parser.add_argument("--methods", default="HRPO,GRPO", help="subset of HRPO,GRPO")
+    parser.add_argument(
+        "--methods",
+        default="HRPO,GRPO",
+        help="subset of HRPO,GRPO (none: evaluate the base only, a part run for --merge)",
+    )
     parser.add_argument(
         "--test_items", type=int, default=FULL["test_items"], help="held-out problems (>= 200)"
     )
@@ -393,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "learning.json").write_text(
         json.dumps(payload, indent=1)
     )  # first: nothing lost if report fails
-    if base is None:  # a part run: its report comes from --merge
+    if base is None or not runs:  # a part run (--skip_base, or --methods none): report via --merge
         print(
             f"part run done in {wall / 60:.1f} min; wrote {args.out / 'learning.json'} (combine with --merge)"
         )
