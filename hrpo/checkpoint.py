@@ -324,6 +324,10 @@ class CheckpointInfo:
         folder = Path(directory)
         if not folder.is_dir():
             raise GateCheckpointError(f"checkpoint folder {folder} does not exist")
+        from hrpo.authors_layout import authors_refusal  # the authors' layout needs converting first
+
+        if message := authors_refusal(folder):
+            raise GateCheckpointError(message)
         names = (ADAPTER_CONFIG, MODEL_CONFIG, GATE_CONFIG)
         if require_weights and not any((folder / name).is_file() for name in names):
             nested = sorted(p.name for p in folder.glob(f"{CHECKPOINT_PREFIX}-*") if p.is_dir())

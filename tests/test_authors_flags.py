@@ -395,6 +395,17 @@ def test_the_authors_folder_is_recognised_from_its_json_alone(authors_checkpoint
     assert not is_authors_checkpoint(tmp_path / "missing")
 
 
+def test_checkpoint_info_refuses_an_unconverted_authors_folder(authors_checkpoint):
+    """lm_eval --model hrpo / the leaderboard read folders through CheckpointInfo: no silent gate-less adapter."""
+    from hrpo.authors_layout import convert_command
+    from hrpo.checkpoint import CheckpointInfo, GateCheckpointError
+
+    folder, _, _ = authors_checkpoint
+    with pytest.raises(GateCheckpointError, match="checkpoint of the authors' code") as err:
+        CheckpointInfo.read(folder)
+    assert convert_command(folder) in str(err.value)
+
+
 def test_broken_authors_checkpoints_say_what_is_missing(authors_checkpoint, tmp_path):
     from safetensors.torch import load_file, save_file
 
