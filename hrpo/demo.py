@@ -54,12 +54,14 @@ DEMO_RECIPE: dict[str, Any] = {
     "top_k": 50,
     "r_min": 0.95,
     "r_max": 0.999,
+    "max_steps": 30,
     "learning_rate": 1.0e-4,
     "gate_learning_rate": 2.0e-3,
     "lambda_learning_rate": 2.0e-2,
     "weight_decay": 0.1,
     "adam_beta2": 0.99,
     "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.1,
     "max_grad_norm": 0.1,
     "beta": 0.005,
     "lora_r": 32,
@@ -67,10 +69,9 @@ DEMO_RECIPE: dict[str, Any] = {
     "seed": 0,
 }
 RECIPE_CHANGES = {
-    "max_steps": "DemoSettings.train_steps instead of 30 (the time budget)",
-    # A 10 % linear warmup of an 8-step run is one whole step at learning rate 0; the recipe's own 30 steps
-    # warm up over 3. With no warmup the cosine schedule starts at the recipe's peak learning rate.
-    "warmup_steps": "0 instead of 0.1",
+    # Shortened by stopping early, not by squeezing the schedule: the demo is the recipe's first N steps, with
+    # the learning rates (3-step warmup, then cosine) the 30-step run has at those steps.
+    "stop_after": "DemoSettings.train_steps of the recipe's 30 steps (the time budget)",
     # The recipe's default-off shaping reward is on in the demo's training (issue 12 allows it for a model that
     # rarely writes one ####); every evaluation number stays the paper's reward.
     "format_shaping_weight": "DemoSettings.shaping_weight (0.25) instead of 0 (off)",
@@ -199,7 +200,8 @@ def prepare_model(out: Path, settings: DemoSettings) -> Path:
 
 
 def training_argv(model: Path, output_dir: Path, settings: DemoSettings) -> list[str]:
-    """``hrpo train``-style flags: :data:`DEMO_RECIPE` with :data:`RECIPE_CHANGES` (smoke: G=4, 12 tokens)."""
+    """``hrpo train``-style flags: :data:`DEMO_RECIPE` (smoke: G=4, 12 tokens); the step count stays the
+    recipe's (its learning-rate schedule), :func:`train` stops after ``settings.train_steps``."""
     recipe = dict(DEMO_RECIPE)
     if settings.smoke:
         recipe.update(num_generations=4, per_device_train_batch_size=8, max_completion_length=12)
@@ -207,10 +209,6 @@ def training_argv(model: Path, output_dir: Path, settings: DemoSettings) -> list
     for key, value in recipe.items():
         argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
     argv += [
-        "--max_steps",
-        str(settings.train_steps),
-        "--warmup_steps",
-        "0",
         "--use_cpu",
         "true",
         "--bf16",
@@ -237,10 +235,26 @@ def parse_training(argv: list[str]):
 
 
 def _progress_callback():
-    """TRL's progress bar with one short line per step instead of the full log dict."""
+    """TRL's progress bar over the demo's steps, one short line per step instead of the full log dict, and the
+    early stop after ``stop_after`` steps."""
+    from tqdm.auto import tqdm
     from transformers.trainer_callback import ProgressCallback
 
     class DemoProgress(ProgressCallback):
+        def __init__(self, stop_after: int) -> None:
+            super().__init__()
+            self.stop_after = stop_after
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=self.stop_after, dynamic_ncols=True)
+            self.current_step = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            super().on_step_end(args, state, control, **kwargs)
+            if state.global_step >= self.stop_after:  # the recipe's first N steps (its schedule unchanged)
+                control.should_training_stop = True
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs or "reward" not in logs:
                 return
@@ -254,7 +268,10 @@ def _progress_callback():
                 ("step_time", "s"),
             ]
             parts = [f"{label} {logs[k]:.3g}" for k, label in keys if isinstance(logs.get(k), (int, float))]
-            line = f"step {state.global_step}/{state.max_steps}: " + ", ".join(parts)
+            line = (
+                f"step {state.global_step}/{self.stop_after} (lr {logs.get('learning_rate', 0):.2g}): "
+                + ", ".join(parts)
+            )
             (self.training_bar.write if self.training_bar is not None else print)(line)
 
     return DemoProgress
@@ -313,7 +330,7 @@ def train(
             peft_config=get_peft_config(model_args),
         )
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(_progress_callback())
+        trainer.add_callback(_progress_callback()(settings.train_steps))
         if lane_free is not None and settings.lanes > 1:
             trainer.add_callback(_more_threads_callback(lane_free, settings.threads * settings.lanes))
         trainer.train()
@@ -533,7 +550,8 @@ def run(settings: DemoSettings, out: Path) -> Path:
     from hrpo.data.build import write_jsonl
 
     per_step = DEMO_RECIPE["per_device_train_batch_size"] // DEMO_RECIPE["num_generations"]
-    rows = arithmetic_rows(settings.train_steps * per_step, "train", seed=0, level=ARITHMETIC_LEVEL)
+    # the recipe's rows (one epoch of its 30 steps), so that the first N steps see the recipe's first prompts
+    rows = arithmetic_rows(DEMO_RECIPE["max_steps"] * per_step, "train", seed=0, level=ARITHMETIC_LEVEL)
     write_jsonl(rows, out / "data" / "arithmetic_train.jsonl")  # for the record; training reads `rows`
     gsm8k_dir = out / "data" / "gsm8k"
     gsm8k_dir.mkdir(parents=True, exist_ok=True)

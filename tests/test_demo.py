@@ -28,17 +28,21 @@ NOT_COPIED = {"model_name_or_path", "task", "train_file", "arithmetic_level", "a
 
 def test_the_demo_trains_with_the_shipped_cpu_recipe():
     shipped = yaml.safe_load((REPO_ROOT / "configs" / "cpu_smollm2.yaml").read_text())
-    changed = set(demo.RECIPE_CHANGES)
-    assert changed == {"max_steps", "warmup_steps", "format_shaping_weight"}
+    assert set(demo.RECIPE_CHANGES) == {"stop_after", "format_shaping_weight"}
     assert int(shipped.get("arithmetic_level", demo.ARITHMETIC_LEVEL)) == demo.ARITHMETIC_LEVEL
     assert shipped.get("arithmetic_seed", 0) == 0
-    assert set(demo.DEMO_RECIPE) == set(shipped) - NOT_COPIED - changed  # nothing left out, nothing added
+    # nothing left out, nothing added (shaping: the YAML's default-off weight, on in the demo's training)
+    assert set(demo.DEMO_RECIPE) == set(shipped) - NOT_COPIED - {"format_shaping_weight"}
     for key, value in demo.DEMO_RECIPE.items():
         assert value == shipped[key], key
-    # ... and it parses through TRL's parser into a validated HRPOConfig
+    # ... and it parses through TRL's parser into a validated HRPOConfig; the schedule stays the 30-step one
     settings = demo.DemoSettings(train_steps=5)
     config, model_args = demo.parse_training(demo.training_argv(REPO_ROOT / "m", REPO_ROOT / "out", settings))
-    assert (config.max_steps, config.warmup_steps) == (5, 0) and shipped["max_steps"] != 5
+    assert (
+        (config.max_steps, config.warmup_steps)
+        == (30, 0.1)
+        == (shipped["max_steps"], shipped["warmup_steps"])
+    )
     assert config.num_generations == 8 and config.per_device_train_batch_size == 16
     assert (config.learning_rate, config.gate_learning_rate, config.r_min) == (1e-4, 2e-3, 0.95)
     assert config.gradient_checkpointing is False and config.hybrid is True
@@ -144,11 +148,12 @@ def test_demo_smoke_runs_the_whole_pipeline(tmp_path):
     for name in ["adapter_config.json", "hrpo_gate.json", "hrpo_gate.safetensors", "hrpo_run.json"]:
         assert (out / "hrpo-checkpoint" / name).is_file(), name
     history = json.loads((out / "hrpo-checkpoint" / "train_history.json").read_text())
-    assert [h["step"] for h in history] == [1, 2]
+    assert [h["step"] for h in history] == [1, 2]  # stopped after 2 steps of the recipe's 30 ...
+    assert [h["learning_rate"] for h in history] == pytest.approx([0.0, 1e-4 / 3])  # ... on its 3-step warmup
     assert all(
         "rewards/gsm8k_reward/mean" in h and "rewards/format_shaping_reward/mean" in h for h in history
     )
-    assert re.search(r"^step 2/2: reward \(paper\) ", proc.stdout, re.M)
+    assert re.search(r"^step 2/2 \(lr 3.3e-05\): reward \(paper\) ", proc.stdout, re.M)
     assert json.loads((out / "rag" / "index" / "meta.json").read_text())["count"] == 40
     rows = [json.loads(line) for line in (out / "data" / "wiki_qa.jsonl").read_text().splitlines()]
     assert rows and all(len(r["contexts"]) == 3 and r["contexts"][0].startswith('"') for r in rows)
