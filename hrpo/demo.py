@@ -538,12 +538,41 @@ def _eval_argv(model_args: list[str], tasks: list[str], output: Path, common: li
     return ["eval", *model_args, "--tasks", ",".join(tasks), *common, "--output_path", str(output)]
 
 
+TRAINING_MEMORY_GB = 12.0
+"""Memory the full demo needs free: a training step of the recipe peaked at ~10 GB resident (16 completions, no
+gradient checkpointing), the evaluation lane beside it ~1.3 GB."""
+
+
+def memory_warning(available_gb: float | None, settings: DemoSettings) -> str | None:
+    """A warning when less than :data:`TRAINING_MEMORY_GB` is available (``None``: unknown, or a smoke run)."""
+    if settings.smoke or available_gb is None or available_gb >= TRAINING_MEMORY_GB:
+        return None
+    return (
+        f"warning: only {available_gb:.1f} GB of memory is available and the demo needs about "
+        f"{TRAINING_MEMORY_GB:g} GB (training ~10 GB, the evaluation beside it ~1.3 GB); if it is killed, close "
+        "other jobs or run with --lanes 1"
+    )
+
+
+def available_memory_gb() -> float | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in GB (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024**2
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def run(settings: DemoSettings, out: Path) -> Path:
     """Run every stage into the folder ``out`` (created); returns it."""
     (out / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
+    if warning := memory_warning(available_memory_gb(), settings):
+        print(warning, flush=True)
     print("=== model and data", flush=True)
     model = prepare_model(out, settings)
     from hrpo.data.arithmetic import arithmetic_rows

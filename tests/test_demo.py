@@ -123,6 +123,14 @@ def test_report_refuses_unpaired_items_and_bad_samples(tmp_path):
         demo.read_samples(bad, demo.GSM8K_TASK)
 
 
+def test_memory_warning_only_when_short():
+    full, smoke = demo.DemoSettings(), demo.DemoSettings.smoke_test()
+    assert demo.memory_warning(6.0, full).startswith("warning: only 6.0 GB of memory is available")
+    assert "--lanes 1" in demo.memory_warning(6.0, full)
+    assert demo.memory_warning(demo.TRAINING_MEMORY_GB, full) is None
+    assert demo.memory_warning(None, full) is None and demo.memory_warning(1.0, smoke) is None
+
+
 def _samples(folder, task):
     rows = [
         json.loads(line)
