@@ -1,5 +1,5 @@
 """`hrpo demo`: its recipe is the shipped CPU recipe, its report is computed from lm-eval's per-item samples (Wilson
-intervals, paired bootstrap, the gain line), and `hrpo demo --smoke --rag` runs the whole pipeline end to end."""
+intervals, paired bootstrap, the gain line), and `hrpo demo --smoke` runs the whole pipeline (RAG included) end to end."""
 
 import json
 import re
@@ -144,7 +144,7 @@ def _samples(folder, task):
 def test_demo_smoke_runs_the_whole_pipeline(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "hrpo.cli", "demo", "--smoke", "--rag", "--output_dir", str(out)],
+        [sys.executable, "-m", "hrpo.cli", "demo", "--smoke", "--output_dir", str(out)],  # RAG included
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -1,7 +1,7 @@
 """``hrpo demo``: train SmolLM2-135M with HRPO on a CPU and show, with confidence intervals, what it gained.
 
 hrpo demo                                   # SmolLM2-135M-Instruct, ~15 minutes on 2 CPU cores (see README)
-hrpo demo --smoke --output_dir demo-smoke   # a tiny random model, a few minutes (part of the tests)
+hrpo demo --smoke --output_dir demo-smoke   # a tiny random model, every stage incl. RAG (part of the tests)
 hrpo demo --rag                             # also a FAISS index over Wikipedia summaries and a small RAG task
 
 Everything the pipeline does is in :mod:`hrpo.demo`.
@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="tiny random model, 2 steps, a few items: checks the pipeline end to end (shows no learning)",
+        help="tiny random model, 2 steps, a few items: checks every stage end to end, the RAG task included "
+        "(shows no learning)",
     )
     parser.add_argument(
         "--train_steps",
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             if value < 0 or (value == 0 and name != "shaping_weight"):
                 raise SystemExit(f"hrpo demo: error: --{name} must be positive, got {value}")
             setattr(settings, name, value)
-    settings.rag = args.rag
+    settings.rag = args.rag or args.smoke  # the smoke run checks every stage there is
     out = Path(args.output_dir or f"hrpo-demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     run(settings, out)
     return 0
