@@ -29,6 +29,8 @@ EXPECTED = [
     ("hotpotqa", "dev_ircot500", 500),
     ("2wiki", "dev", 12576),
     ("bamboogle", "test", 125),
+    ("arithmetic", "train", 200),  # generated (hrpo.data.arithmetic, level 0, seed 0), nothing read
+    ("arithmetic", "test", 200),
 ]
 # Splits whose source files are absent from ../shared/data (see its README, "Missing or partial").
 ABSENT = [("math", "train"), ("mmlu", "auxiliary_train"), ("nq", "train"), ("hotpotqa", "train")]
