@@ -18,7 +18,7 @@ from hrpo import __version__
 VERBS: dict[str, str] = {
     "train": "train a model with HRPO (or plain GRPO with --hybrid false) on TRL + DeepSpeed",
     "eval": "evaluate a checkpoint (or base model) on the hrpo_* lm-eval tasks with hybrid latent decoding",
-    "demo": "run the whole pipeline on SmolLM2 on a CPU (~12 min): train, index, evaluate, leaderboard",
+    "demo": "run the whole pipeline on SmolLM2 on a CPU (~12 min): train, evaluate base vs HRPO with CIs, leaderboard",
     "info": "print the installed stack versions and offline asset locations",
     "retrieval": "FAISS retrieval: build | search | serve | attach",
     "data": "build the merged training sets (MMLU aux + ARC-C train, NQ + HotpotQA train with contexts)",
