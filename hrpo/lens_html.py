@@ -250,7 +250,10 @@ def _summary(record: CompletionRecord) -> str:
         ("thinking length", f"{record.thinking_length} tokens"),
         ("completion length", f"{len(record.tokens)} tokens (stop: {record.stop_reason})"),
         ("answer", record.answer or "(none)"),
-        ("score", f"{score}; format {'ok' if record.format_ok else 'not ok'} (one delimiter)"),
+        (
+            "score",
+            f"{score}; format {'ok (exactly one delimiter)' if record.format_ok else 'not ok (needs exactly one delimiter)'}",
+        ),
         (
             "mean hidden ratio",
             f"{record.mean_hidden_ratio:.4f} over {sum(t.hybrid for t in record.tokens)} hybrid tokens",
