@@ -123,8 +123,33 @@ def _trickle(url: str, stop: threading.Event, outcome: dict) -> None:
             outcome["sent"] = outcome.get("sent", 0) + 1
             if select.select([sock], [], [], 1.0)[0]:  # one second per byte, unless the server answered
                 break
-        outcome["answer"] = sock.recv(65536).decode(errors="replace")
+        outcome["answer"] = _read_response(sock).decode(errors="replace")
         outcome["seconds"] = time.monotonic() - t0
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response: headers, then Content-Length body bytes (they may come in separate segments)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 @pytest.mark.slow
