@@ -425,6 +425,12 @@ def merge(args) -> int:
         for key, values in part["timings"].items():
             payload["timings"].setdefault(key, []).extend(values)
     payload["parts"] = [str(p) for p in args.merge]
+    payload["part_args"] = [p["args"] for p in parts]  # e.g. --shaping_weight of the training parts
+    if len({p["args"].get("shaping_weight") for p in parts if p["runs"]}) > 1:
+        raise SystemExit("--merge: the training parts differ in --shaping_weight")
+    trained = next((p for p in parts if p["runs"]), None)
+    if trained is not None:  # the report's args: the training parts' (the base evaluation ignores shaping)
+        payload["args"] = {**payload["args"], "shaping_weight": trained["args"].get("shaping_weight")}
     payload["wall_seconds"] = max(p["wall_seconds"] for p in parts)
     payload["load_before"] = [p["load_before"] for p in parts]
     payload["load_after"] = [p["load_after"] for p in parts]
