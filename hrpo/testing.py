@@ -350,16 +350,28 @@ def toy_prompt_dataset(n: int = 16):
 
 
 def make_tiny_trainer(
-    tokenizer: Any, tmp_path: Path, hybrid: bool = True, peft: bool = True, **overrides: Any
+    tokenizer: Any,
+    tmp_path: Path,
+    hybrid: bool = True,
+    peft: bool = True,
+    *,
+    lora_r: int = 4,
+    name: str | None = None,
+    hidden_size: int | None = None,
+    **overrides: Any,
 ):
-    """An ``HRPOTrainer`` on a seeded tiny Llama (LoRA r4 on q/v unless ``peft=False``), rewarded by
-    :func:`contains_e`: 3 steps of 4 completions, 12 tokens, CPU fp32; ``overrides`` go to ``HRPOConfig``."""
+    """An ``HRPOTrainer`` on a seeded tiny Llama (LoRA ``lora_r`` / alpha ``2 lora_r`` on q/v unless
+    ``peft=False``), rewarded by :func:`contains_e`: 3 steps of 4 completions, 12 tokens, CPU fp32; ``name``
+    (the model's ``_name_or_path``) and ``hidden_size`` change the model; ``overrides`` go to ``HRPOConfig``."""
     from peft import LoraConfig
 
     from hrpo.config import HRPOConfig
     from hrpo.trainer import HRPOTrainer
 
-    model = build_tiny_model("llama", vocab_size=len(tokenizer), seed=1)
+    width = {} if hidden_size is None else {"hidden_size": hidden_size}
+    model = build_tiny_model("llama", vocab_size=len(tokenizer), seed=1, **width)
+    if name is not None:
+        model.config._name_or_path = name
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     settings = {
         "output_dir": str(tmp_path / "run"),
@@ -383,8 +395,24 @@ def make_tiny_trainer(
         args=HRPOConfig(**settings),
         train_dataset=toy_prompt_dataset(),
         processing_class=tokenizer,
-        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if peft else None,
+        peft_config=LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=["q_proj", "v_proj"])
+        if peft
+        else None,
     )
+
+
+def assert_project_error(excinfo: Any, *parts: str) -> str:
+    """``excinfo`` (a ``pytest.ExceptionInfo``): every part is in the message, the raise is in the checkout (not
+    a library), and no library exception is chained to it. Returns the message."""
+    msg = str(excinfo.value)
+    for part in parts:
+        assert part in msg, f"{part!r} not in error message: {msg}"
+    last = Path(str(excinfo.traceback[-1].path)).resolve()
+    assert last.is_relative_to(REPO_ROOT) and ".venv" not in last.parts, f"raised inside a library: {last}"
+    exc: BaseException | None = excinfo.value
+    while (exc := exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)) is not None:
+        assert type(exc).__module__.startswith("hrpo"), f"{type(exc).__name__} chained to: {msg}"
+    return msg
 
 
 # --------------------------------------------------------------------------- retrieval server: corpus and load

@@ -16,22 +16,9 @@ import pytest
 
 from hrpo.checkpoint import GATE_CONFIG, GATE_WEIGHTS, GateCheckpointError, load_gate, save_gate
 from hrpo.data import DataSourceError, MalformedRowError, load_benchmark
-from hrpo.testing import REPO_ROOT, build_tiny_model, strong_gate
+from hrpo.testing import assert_project_error, build_tiny_model, strong_gate
 
 HIDDEN = 64
-
-
-def assert_project_error(excinfo: pytest.ExceptionInfo, *parts: str) -> str:
-    """The message holds every part; the raise is in the checkout and no library exception is chained."""
-    msg = str(excinfo.value)
-    for part in parts:
-        assert part in msg, f"{part!r} not in error message: {msg}"
-    last = Path(str(excinfo.traceback[-1].path)).resolve()
-    assert last.is_relative_to(REPO_ROOT) and ".venv" not in last.parts, f"raised inside a library: {last}"
-    exc: BaseException = excinfo.value
-    while (exc := exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)) is not None:
-        assert type(exc).__module__.startswith("hrpo"), f"{type(exc).__name__} chained to: {msg}"
-    return msg
 
 
 # ------------------------------------------------------------------------------------------------ gate files

@@ -43,12 +43,10 @@ from hrpo.testing import (
     PROBE_LOG,
     PROBE_PAUSE_SAVE,
     ForkedCommands,
-    build_tiny_model,
-    contains_e,
+    make_tiny_trainer,
     read_probe,
     save_tiny_llama,
     smollm2_tokenizer,
-    toy_prompt_dataset,
     write_toy_rows,
 )
 
@@ -254,26 +252,12 @@ def tokenizer():
 
 def tiny_trainer(tokenizer, out: Path, name: str = "tiny/llama-a", hidden_size: int = 64, lora_r: int = 4,
                  **overrides):  # fmt: skip
-    """:func:`hrpo.testing.make_tiny_trainer`'s run, on a model named ``name`` with its own width and LoRA rank."""
-    from peft import LoraConfig
-
-    from hrpo.config import HRPOConfig
-    from hrpo.trainer import HRPOTrainer
-
-    model = build_tiny_model("llama", vocab_size=len(tokenizer), seed=1, hidden_size=hidden_size)
-    model.config._name_or_path = name
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    settings = {"output_dir": str(out), "max_steps": 3, "per_device_train_batch_size": 4, "num_generations": 4,
-                    "max_completion_length": 8, "use_cpu": True, "bf16": False, "save_strategy": "steps", "save_steps": 1,
-                    "log_completions": False, "report_to": "none", "r_min": 0.9, "learning_rate": 1e-3, "seed": 0}  # fmt: skip
-    settings.update(overrides)
-    return HRPOTrainer(
-        model=model,
-        reward_funcs=[contains_e],
-        args=HRPOConfig(**settings),
-        train_dataset=toy_prompt_dataset(),
-        processing_class=tokenizer,
-        peft_config=LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=["q_proj", "v_proj"]),
+    """:func:`hrpo.testing.make_tiny_trainer`'s run, on a model named ``name`` with its own width and LoRA rank,
+    saving every step into ``out``."""
+    settings = {"output_dir": str(out), "max_completion_length": 8, "save_strategy": "steps", "save_steps": 1,
+                "report_to": "none"}  # fmt: skip
+    return make_tiny_trainer(
+        tokenizer, out, name=name, hidden_size=hidden_size, lora_r=lora_r, **{**settings, **overrides}
     )
 
 

@@ -40,7 +40,7 @@ from hrpo.retrieval.index import (
     write_meta,
 )
 from hrpo.retrieval.search import load_retriever
-from hrpo.testing import REPO_ROOT, subprocess_env
+from hrpo.testing import REPO_ROOT, assert_project_error, subprocess_env
 
 WORDS = [
     "river",
@@ -108,19 +108,6 @@ def pristine(encoders, tmp_path_factory) -> Path:
     build_index(corpus, out, resolve_spec(str(encoders[0]), max_length=64), show_progress=False)
     build_bm25(corpus, out, show_progress=False)
     return out
-
-
-def assert_project_error(excinfo: pytest.ExceptionInfo, *parts: str) -> str:
-    """Every part is in the message, project code raised it, and no library exception is chained to it."""
-    msg = str(excinfo.value)
-    for part in parts:
-        assert part in msg, f"{part!r} not in error message: {msg}"
-    last = Path(str(excinfo.traceback[-1].path)).resolve()
-    assert last.is_relative_to(REPO_ROOT) and ".venv" not in last.parts, f"raised inside a library: {last}"
-    exc: BaseException = excinfo.value
-    while (exc := exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)) is not None:
-        assert type(exc).__module__.startswith("hrpo"), f"{type(exc).__name__} chained to: {msg}"
-    return msg
 
 
 # ---- the mutations: each takes (index dir, its own corpus copy, the encoders) --------------------------------
