@@ -33,7 +33,8 @@ question through the chat template), EOS on, ``--realistic_tokens`` (256) max ne
 top-k 50 in every mode, so rows stop where they stop. Modes (``--realistic_modes``): ``hf`` =
 ``model.generate(do_sample=True, temperature=0.5, top_k=50, top_p=1.0)`` with the same EOS ids; ``off`` / ``on``
 = our loop, hybrid off / on (default compaction); ``on_keep`` = hybrid on without compaction
-(``compact_fraction=None``); ``on@F`` = hybrid on with ``compact_fraction=F`` (the threshold sweep). Metric:
+(``compact_fraction=None``); ``on@F`` = hybrid on with ``compact_fraction=F`` (the threshold sweep); ``on_dyn`` =
+hybrid on with transformers' ``DynamicCache`` instead of the preallocated cache (``preallocate_cache=False``). Metric:
 tokens kept per second = tokens up to and including each row's EOS (or the cap) / wall time of the call; row
 steps forwarded are counted by wrapping the model's forward. Modes are interleaved in every repeat; the table
 gives the median and the min-max spread, and per-repeat (paired) ratios.
@@ -164,7 +165,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--realistic_modes",
         default="hf,off,on,on_keep",
-        help="comma-separated: hf, off, on, on_keep, on@F (hybrid on with compact_fraction=F)",
+        help="comma-separated: hf, off, on, on_keep, on_dyn (hybrid on, DynamicCache), on@F (hybrid on with "
+        "compact_fraction=F)",
     )
     parser.add_argument(
         "--bucketing",
@@ -194,7 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"unknown mode {mode!r}")
     args.realistic_list = [m.strip() for m in args.realistic_modes.split(",") if m.strip()]
     for mode in args.realistic_list:
-        if mode not in ("hf", "off", "on", "on_keep") and not mode.startswith("on@"):
+        if mode not in ("hf", "off", "on", "on_keep", "on_dyn") and not mode.startswith("on@"):
             parser.error(f"unknown realistic mode {mode!r}")
     if args.new_tokens < 1 or args.reps < 1:
         parser.error("--new_tokens and --reps must be >= 1")
@@ -478,6 +480,8 @@ def run_realistic_mode(
                 extra["compact_fraction"] = None
             elif mode.startswith("on@") and has_compaction:
                 extra["compact_fraction"] = float(mode[3:])
+            elif mode == "on_dyn":
+                extra["preallocate_cache"] = False
             config = DecodeConfig(
                 max_new_tokens=max_new,
                 sampling=SamplingConfig(temperature=TEMPERATURE, top_k=50),
@@ -607,8 +611,13 @@ def realistic_report(results: dict[str, Any]) -> None:
     print(f"\n| model | ratio | paired median (min-max) | ratio of medians |\n|{'---|' * 4}")
     for name, runs in results["models"].items():
         for num in runs:
-            for den in ("hf", "off", "on_keep"):
-                if den == num or den not in runs or num == "hf" or (den == "on_keep" and num == "off"):
+            for den in ("hf", "off", "on_keep", "on_dyn"):
+                if (
+                    den == num
+                    or den not in runs
+                    or num == "hf"
+                    or (den in ("on_keep", "on_dyn") and num == "off")
+                ):
                     continue
                 paired = [
                     a["kept_tok_s"] / b["kept_tok_s"] for a, b in zip(runs[num], runs[den], strict=True)

@@ -22,6 +22,16 @@ both compute reference log-probs with the adapter disabled), TRL's defaults othe
   the length buckets). ``--micro_batches N`` splits the 16 completions of a step into N micro-batches
   (``gradient_accumulation_steps``): the reference forward then runs in N chunks and the loss in N forwards.
 
+``--recipe configs/cpu_smollm2.yaml`` (issue 12, item 3) times the shipped CPU recipe instead: the YAML parsed
+through ``TrlParser`` as ``hrpo train --config`` parses it, its task (generated arithmetic), rewards, LoRA, G and
+lengths, on SmolLM2 (``--models`` is ignored). Its modes (``--modes``, default ``trl,recipe``) differ only in the
+speed knobs the recipe sets and share the seed, so the first steps sample the same prompts and (up to the
+recipe's LoRA dropout draws) the same completions; the completion-length column shows the work each step did:
+
+* ``trl``    -- TRL's defaults for those knobs: ``gradient_checkpointing=True``, ``length_buckets=False``;
+* ``gc``     -- the recipe with gradient checkpointing back on (isolates that knob);
+* ``recipe`` -- the recipe as shipped (gradient checkpointing off, length buckets on).
+
 Each (model, mode) trains ``1 + --steps`` optimizer steps; the first is a warm-up and is excluded; the table shows
 the median of the rest (pooled over ``--rounds``; the mode order alternates between rounds). A step is timed from
 ``on_step_begin`` to ``on_step_end`` (rollout, rewards, reference log-probs, loss forward, backward, optimizer).
@@ -62,6 +72,14 @@ MODES = {
     "a": "a  TRL GRPOTrainer, HF generate",
     "b": "b  HRPOTrainer, hybrid on",
     "c": "c  HRPOTrainer, hybrid on, length_buckets off",
+    "trl": "recipe, TRL defaults (gradient checkpointing on, length buckets off)",
+    "gc": "recipe, gradient checkpointing on",
+    "recipe": "recipe as shipped (checkpointing off, buckets on)",
+}
+RECIPE_MODES = {  # --recipe modes: the overrides on top of the YAML
+    "trl": ["--gradient_checkpointing", "true", "--length_buckets", "false"],
+    "gc": ["--gradient_checkpointing", "true"],
+    "recipe": [],
 }
 PARTS = ("rollout", "reward", "ref/old", "loss fwd", "backward", "other")
 TARGET = 1.15
@@ -92,20 +110,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--steps", type=int, default=3, help="timed optimizer steps per mode (after 1 warm-up)"
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat both modes; order alternates per round")
-    parser.add_argument("--prompts_per_step", type=int, default=4)
-    parser.add_argument("--num_generations", type=int, default=4, help="G")
-    parser.add_argument("--max_completion_length", type=int, default=64)
     parser.add_argument(
-        "--beta", type=float, default=0.005, help="KL coefficient (0 skips reference log-probs)"
+        "--prompts_per_step", type=int, default=4, help="GSM8K prompts per optimizer step (not with --recipe)"
+    )
+    parser.add_argument("--num_generations", type=int, default=4, help="G (not with --recipe)")
+    parser.add_argument(
+        "--max_completion_length", type=int, default=64, help="new tokens per completion (not with --recipe)"
+    )
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=0.005,
+        help="KL coefficient (0 skips reference log-probs; not with --recipe)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", default="a,b", help="comma-separated subset of a,b,c")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (prompt order and sampling)")
+    parser.add_argument(
+        "--modes",
+        default=None,
+        help="comma-separated subset of a,b,c (default a,b); with --recipe a subset of trl,gc,recipe "
+        "(default trl,recipe)",
+    )
+    parser.add_argument(
+        "--recipe",
+        type=Path,
+        default=None,
+        help="time this YAML recipe (e.g. configs/cpu_smollm2.yaml) on SmolLM2 instead of the GSM8K setup",
+    )
     parser.add_argument(
         "--micro_batches",
         type=int,
         default=1,
-        help="gradient_accumulation_steps: the step's completions in this many micro-batches",
+        help="gradient_accumulation_steps: the step's completions in this many micro-batches (not with --recipe)",
     )
     parser.add_argument("--json", dest="json_out", default=None, help="write the raw numbers to this file")
     return parser.parse_args(argv)
@@ -233,9 +269,42 @@ def build_trainer(mode: str, model_name: str, tokenizer, dataset, args: argparse
     return trainer
 
 
+def build_recipe_trainer(mode: str, args: argparse.Namespace, out: str):
+    """An ``HRPOTrainer`` from ``args.recipe`` as ``hrpo train --config`` builds it, plus the mode's overrides."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import get_peft_config
+
+    from hrpo import assets
+    from hrpo.commands.train import build_dataset, build_parser, build_reward_funcs, load_training_rows
+    from hrpo.rewards import reward_weights
+    from hrpo.trainer import HRPOTrainer
+
+    model_path = str(assets.smollm2_path())
+    overrides = ["--output_dir", out, "--model_name_or_path", model_path, "--max_steps", str(1 + args.steps)]
+    overrides += ["--save_strategy", "no", "--report_to", "none", "--log_completions", "false"]
+    overrides += ["--disable_tqdm", "true", "--use_cpu", "true", "--seed", str(args.seed)]
+    script_args, config, model_args = build_parser().parse_args_and_config(
+        ["--config", str(args.recipe), *overrides, *RECIPE_MODES[mode]]
+    )
+    rows = load_training_rows(script_args)
+    funcs = build_reward_funcs(script_args, rows, config.delimiter)
+    config.reward_weights = reward_weights(funcs)
+    return HRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32),
+        reward_funcs=funcs,
+        args=config,
+        train_dataset=build_dataset(rows, config.delimiter, script_args.context_topk),
+        processing_class=AutoTokenizer.from_pretrained(model_path),
+        peft_config=get_peft_config(model_args),
+    )
+
+
 def run_mode(mode: str, model_name: str, tokenizer, dataset, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"train_speed_{model_name}_{mode}_") as out:
-        trainer = build_trainer(mode, model_name, tokenizer, dataset, args, out)
+        if args.recipe is not None:
+            trainer = build_recipe_trainer(mode, args, out)
+        else:
+            trainer = build_trainer(mode, model_name, tokenizer, dataset, args, out)
         timer = StepTimer()
         timer.wrap(trainer, "_generate_single_turn", "rollout")
         timer.wrap(trainer, "_calculate_rewards", "reward")
@@ -273,13 +342,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_benchmark("gsm8k", "test", data_dir=GSM8K_DIR)
     needed = args.prompts_per_step * (1 + args.steps)
     dataset = Dataset.from_list(add_prompt_column([dict(r) for r in rows[: max(needed, 16)]]))
-    modes = [m for m in args.modes.split(",") if m]
-
+    allowed = RECIPE_MODES if args.recipe is not None else ("a", "b", "c")
+    modes = [m for m in (args.modes or ("trl,recipe" if args.recipe else "a,b")).split(",") if m]
+    unknown = [m for m in modes if m not in allowed]
+    if unknown:
+        raise SystemExit(f"train_speed.py: unknown mode(s) {unknown}; choose from {', '.join(allowed)}")
+    if args.recipe is not None:
+        args.models = "smollm2"
+        setup = f"recipe {args.recipe} (its G, batch, lengths, task and rewards)"
+    else:
+        setup = (
+            f"{args.prompts_per_step} prompts x G={args.num_generations}, max {args.max_completion_length} "
+            f"new tokens, beta {args.beta}, {args.micro_batches} micro-batches"
+        )
     print(
         f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores; {args.prompts_per_step} prompts x G={args.num_generations}, "
-        f"max {args.max_completion_length} new tokens, beta {args.beta}, {args.micro_batches} micro-batches; "
-        f"1 warm-up + {args.steps} timed steps",
+        f"{os.cpu_count()} cores; {setup}; 1 warm-up + {args.steps} timed steps",
         flush=True,
     )
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
@@ -318,6 +396,16 @@ def main(argv: list[str] | None = None) -> int:
                 "wall": medians["b"]["wall"] / medians["a"]["wall"],
                 "cpu": medians["b"]["cpu"] / medians["a"]["cpu"],
             }
+        if "trl" in medians and "recipe" in medians:
+            for part in ("wall", "cpu", "rollout", "ref/old", "loss fwd", "backward"):
+                ratios.setdefault(f"{model_name} trl/recipe", {})[part] = medians["trl"][part] / max(
+                    medians["recipe"][part], 1e-9
+                )
+        if "gc" in medians and "recipe" in medians:
+            for part in ("wall", "cpu", "loss fwd", "backward"):
+                ratios.setdefault(f"{model_name} gc/recipe", {})[part] = medians["gc"][part] / max(
+                    medians["recipe"][part], 1e-9
+                )
         if "b" in medians and "c" in medians:
             for part in ("wall", "cpu", "ref/old", "loss fwd", "backward"):
                 ratios.setdefault(f"{model_name} c/b", {})[part] = medians["c"][part] / max(
@@ -325,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
     print("\n".join(lines))
     for model_name, ratio in ratios.items():
+        if model_name.endswith((" trl/recipe", " gc/recipe")):
+            name, pair = model_name.split(" ")
+            speedups = ", ".join(f"{part} {value:.2f}x" for part, value in ratio.items())
+            print(f"{name}: step time {pair} (before / after), median: {speedups}")
+            continue
         if model_name.endswith(" c/b"):
             speedups = ", ".join(f"{part} {value:.2f}x" for part, value in ratio.items())
             print(f"{model_name[:-4]}: length buckets, (c) off / (b) on, median: {speedups}")
@@ -336,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json_out:
         Path(args.json_out).write_text(
-            json.dumps({"args": vars(args), "results": results, "ratios": ratios}, indent=2) + "\n"
+            json.dumps({"args": vars(args), "results": results, "ratios": ratios}, indent=2, default=str)
+            + "\n"
         )
     return 0
 

@@ -13,7 +13,8 @@ greedy choice it reproduces ``generate`` token for token (same left padding, att
 Finished rows leave the batch. Once enough rows have stopped (EOS or a stop string;
 :attr:`DecodeConfig.compact_fraction`), they are dropped from the KV cache (``DynamicCache.batch_select_indices``)
 and from every per-row tensor; each step writes its results into the full-batch ``Rollout`` at the rows still
-decoding. Rows whose thinking has ended get no latent or gate work. None of this changes what a row produces:
+decoding. The cache writes each step in place into a buffer sized for the whole call (:mod:`hrpo.kv_cache`)
+instead of concatenating a copy of itself per step. Rows whose thinking has ended get no latent or gate work. None of this changes what a row produces:
 greedy rollouts are token-identical with and without compaction, and so are sampled ones, because each row
 draws its uniforms from its own stream (``row_seeds``; see :func:`hybrid_generate`).
 
@@ -34,6 +35,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from hrpo.gate import ThinkingGate
+from hrpo.kv_cache import preallocated_cache
 from hrpo.latent import (
     SamplingConfig,
     StepDistribution,
@@ -73,6 +75,10 @@ class DecodeConfig:
     """Speed only (outputs never change): drop finished rows from the batch once they are at least this
     fraction of the rows still in it (0.0 = as soon as one row finishes; None = never). See
     ``benchmark/README.md`` for the measurement behind the default."""
+    preallocate_cache: bool = True
+    """Speed only (outputs never change): write each step's keys and values into a buffer sized for the prompt
+    plus ``max_new_tokens`` (:mod:`hrpo.kv_cache`) instead of transformers' ``DynamicCache``, which copies the
+    whole cache at every step. False = ``DynamicCache``."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -243,7 +249,11 @@ def hybrid_generate(
     embedding = model.get_input_embeddings()
     full_mask = torch.cat([attention_mask.long(), attention_mask.new_ones(batch, max_new)], dim=1)
     positions = position_ids_from_mask(attention_mask)
-    cache = DynamicCache(config=model.config)
+    cache = (
+        preallocated_cache(model.config, prompt_len + max_new)
+        if config.preallocate_cache
+        else DynamicCache(config=model.config)
+    )
     out = model(
         input_ids=input_ids,
         attention_mask=full_mask[:, :prompt_len],

@@ -10,7 +10,7 @@
   until someone decides which it is.
 
 When a bump breaks this test: read the new TRL/transformers/lm-eval code of the method named in the failure,
-adapt ``hrpo/trainer.py`` / ``hrpo/lm_eval_adapter.py`` / ``hrpo/config.py``, re-record the signature here, and
+adapt ``hrpo/trainer.py`` / ``hrpo/lm_eval_adapter.py`` / ``hrpo/config.py`` / ``hrpo/kv_cache.py``, re-record the signature here, and
 move the upper bounds in ``pyproject.toml``.
 """
 
@@ -54,6 +54,18 @@ SIGNATURES = {
     "lm_eval.api.model:LM.set_cache_hook": "(self, cache_hook: 'CacheHook') -> None",
     "lm_eval.__main__:cli_evaluate": "() -> None",
     "lm_eval._cli.utils:MergeDictAction.__init__": "(self, option_strings, dest, nargs=None, const=None, default=None, type=None, choices=None, required=False, help=None, metavar=None)",
+    "transformers.cache_utils:CacheLayerMixin.__init__": "(self, **kwargs)",
+    "transformers.cache_utils:DynamicLayer.lazy_initialization": "(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None",
+    "transformers.cache_utils:DynamicLayer.update": "(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]",
+    "transformers.cache_utils:DynamicLayer.get_seq_length": "(self) -> int",
+    "transformers.cache_utils:DynamicLayer.batch_select_indices": "(self, indices: torch.Tensor) -> None",
+    "transformers.cache_utils:DynamicLayer.batch_repeat_interleave": "(self, repeats: int) -> None",
+    "transformers.cache_utils:CacheLayerMixin.reorder_cache": "(self, beam_idx: torch.LongTensor) -> None",
+    "transformers.cache_utils:DynamicLayer.crop": "(self, tokens_to_remove: int) -> None",
+    "transformers.cache_utils:DynamicLayer.reset": "(self) -> None",
+    "transformers.cache_utils:CacheLayerMixin.offload": "(self)",
+    "transformers.cache_utils:CacheLayerMixin.prefetch": "(self)",
+    "transformers.cache_utils:DynamicCache.__init__": "(self, ddp_cache_data: collections.abc.Iterable[tuple[torch.Tensor | None, ...]] | None = None, config: transformers.configuration_utils.PreTrainedConfig | None = None, offloading: bool = False, offload_only_non_sliding: bool = False)",
     "deepspeed.utils:safe_get_full_fp32_param": "(param)",
     "deepspeed.utils:safe_set_full_fp32_param": "(param, value)",
 }
@@ -62,6 +74,7 @@ SIGNATURES = {
 OVERRIDES = {
     "hrpo.trainer:HRPOTrainer": ("trl.trainer.grpo_trainer:GRPOTrainer", "transformers.trainer:Trainer"),
     "hrpo.lm_eval_adapter:HRPOLM": ("lm_eval.models.huggingface:HFLM",),
+    "hrpo.kv_cache:PreallocatedLayer": ("transformers.cache_utils:DynamicLayer",),
 }
 
 
