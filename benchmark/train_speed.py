@@ -28,6 +28,8 @@ lengths, on SmolLM2 (``--models`` is ignored). Its modes (``--modes``, default `
 speed knobs the recipe sets and share the seed, so the first steps sample the same prompts and (up to the
 recipe's LoRA dropout draws) the same completions; the completion-length column shows the work each step did:
 
+* ``before`` -- ``trl`` with the rollout on transformers' ``DynamicCache`` (``preallocate_cache=False``): the
+  step as it was before issue 12's item 3 and issue 14's KV cache;
 * ``trl``    -- TRL's defaults for those knobs: ``gradient_checkpointing=True``, ``length_buckets=False``;
 * ``gc``     -- the recipe with gradient checkpointing back on (isolates that knob);
 * ``recipe`` -- the recipe as shipped (gradient checkpointing off, length buckets on).
@@ -52,6 +54,7 @@ processes (``/proc/stat``), reported as "other cores busy" so contention is visi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -72,11 +75,13 @@ MODES = {
     "a": "a  TRL GRPOTrainer, HF generate",
     "b": "b  HRPOTrainer, hybrid on",
     "c": "c  HRPOTrainer, hybrid on, length_buckets off",
+    "before": "recipe, TRL defaults, DynamicCache rollouts",
     "trl": "recipe, TRL defaults (gradient checkpointing on, length buckets off)",
     "gc": "recipe, gradient checkpointing on",
     "recipe": "recipe as shipped (checkpointing off, buckets on)",
 }
 RECIPE_MODES = {  # --recipe modes: the overrides on top of the YAML
+    "before": ["--gradient_checkpointing", "true", "--length_buckets", "false"],
     "trl": ["--gradient_checkpointing", "true", "--length_buckets", "false"],
     "gc": ["--gradient_checkpointing", "true"],
     "recipe": [],
@@ -128,7 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--modes",
         default=None,
-        help="comma-separated subset of a,b,c (default a,b); with --recipe a subset of trl,gc,recipe "
+        help="comma-separated subset of a,b,c (default a,b); with --recipe a subset of before,trl,gc,recipe "
         "(default trl,recipe)",
     )
     parser.add_argument(
@@ -289,7 +294,7 @@ def build_recipe_trainer(mode: str, args: argparse.Namespace, out: str):
     rows = load_training_rows(script_args)
     funcs = build_reward_funcs(script_args, rows, config.delimiter)
     config.reward_weights = reward_weights(funcs)
-    return HRPOTrainer(
+    trainer = HRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32),
         reward_funcs=funcs,
         args=config,
@@ -297,6 +302,10 @@ def build_recipe_trainer(mode: str, args: argparse.Namespace, out: str):
         processing_class=AutoTokenizer.from_pretrained(model_path),
         peft_config=get_peft_config(model_args),
     )
+    if mode == "before":  # the decode loop's KV cache as it was: DynamicCache (same tokens, bit for bit)
+        decode_config = trainer._decode_config
+        trainer._decode_config = lambda: dataclasses.replace(decode_config(), preallocate_cache=False)
+    return trainer
 
 
 def run_mode(mode: str, model_name: str, tokenizer, dataset, args: argparse.Namespace) -> dict[str, Any]:
@@ -396,11 +405,12 @@ def main(argv: list[str] | None = None) -> int:
                 "wall": medians["b"]["wall"] / medians["a"]["wall"],
                 "cpu": medians["b"]["cpu"] / medians["a"]["cpu"],
             }
-        if "trl" in medians and "recipe" in medians:
-            for part in ("wall", "cpu", "rollout", "ref/old", "loss fwd", "backward"):
-                ratios.setdefault(f"{model_name} trl/recipe", {})[part] = medians["trl"][part] / max(
-                    medians["recipe"][part], 1e-9
-                )
+        for before in ("before", "trl"):
+            if before in medians and "recipe" in medians:
+                for part in ("wall", "cpu", "rollout", "ref/old", "loss fwd", "backward"):
+                    ratios.setdefault(f"{model_name} {before}/recipe", {})[part] = medians[before][
+                        part
+                    ] / max(medians["recipe"][part], 1e-9)
         if "gc" in medians and "recipe" in medians:
             for part in ("wall", "cpu", "loss fwd", "backward"):
                 ratios.setdefault(f"{model_name} gc/recipe", {})[part] = medians["gc"][part] / max(
@@ -413,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     print("\n".join(lines))
     for model_name, ratio in ratios.items():
-        if model_name.endswith((" trl/recipe", " gc/recipe")):
+        if model_name.endswith((" before/recipe", " trl/recipe", " gc/recipe")):
             name, pair = model_name.split(" ")
             speedups = ", ".join(f"{part} {value:.2f}x" for part, value in ratio.items())
             print(f"{name}: step time {pair} (before / after), median: {speedups}")

@@ -13,10 +13,11 @@ greedy choice it reproduces ``generate`` token for token (same left padding, att
 Finished rows leave the batch. Once enough rows have stopped (EOS or a stop string;
 :attr:`DecodeConfig.compact_fraction`), they are dropped from the KV cache (``DynamicCache.batch_select_indices``)
 and from every per-row tensor; each step writes its results into the full-batch ``Rollout`` at the rows still
-decoding. The cache writes each step in place into a buffer sized for the whole call (:mod:`hrpo.kv_cache`)
-instead of concatenating a copy of itself per step. Rows whose thinking has ended get no latent or gate work. None of this changes what a row produces:
+decoding. Rows whose thinking has ended get no latent or gate work. None of this changes what a row produces:
 greedy rollouts are token-identical with and without compaction, and so are sampled ones, because each row
-draws its uniforms from its own stream (``row_seeds``; see :func:`hybrid_generate`).
+draws its uniforms from its own stream (``row_seeds``; see :func:`hybrid_generate`). The KV cache writes each
+step in place into a buffer sized for the whole call (:mod:`hrpo.kv_cache`) instead of concatenating a copy of
+itself per step; that too changes no output.
 
 An optional ``observer`` sees every step (:class:`StepView`: chosen tokens, their distribution, the exact
 embeddings fed back, the gate ratios) without changing it; the latent lens (:mod:`hrpo.lens`) is built on it.

@@ -6,8 +6,9 @@ attention reading them. For SmolLM2 at B = 32 and T ~ 300 that is ~0.9 GB of mem
 reading the weights. :class:`PreallocatedLayer` holds one ``(B, H_kv, capacity, D)`` buffer per keys and values,
 sized for the prompt plus ``max_new_tokens``, writes each step into its next columns and exposes ``keys`` /
 ``values`` as views of the filled columns. Attention reads exactly the tensors it read before, so the decode loop's
-outputs are bit-identical (``tests/test_kv_cache.py``); memory is at most the final size of a ``DynamicLayer``
-(which briefly holds two copies while it concatenates). Measured: ``benchmark/README.md``, issue 14.
+outputs are bit-identical (``tests/test_kv_cache.py``). Memory: from the first step, what a ``DynamicLayer`` holds
+once every row reaches the cap (a ``DynamicLayer`` briefly holds two copies at each step while it concatenates).
+Measured: ``benchmark/README.md``, issue 14.
 
 Only plain full-attention layers (exactly ``DynamicLayer``) are replaced; sliding-window and other layer kinds keep
 their own cache. Offloading (``DynamicCache(offloading=True)``) is not supported.
