@@ -284,6 +284,19 @@ def encode(tokenizer: Any, prompts: Sequence[str]):
     return tokenizer(list(prompts), return_tensors="pt", padding=True)
 
 
+def decode_batch(model, tokenizer: Any, enc, gate, seed: int = 0, **config: Any):
+    """``hybrid_generate`` of the encoded batch ``enc`` with ``DecodeConfig(**config)``, sampling seeded ``seed``."""
+    import torch
+
+    from hrpo.generation import DecodeConfig, hybrid_generate
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return hybrid_generate(
+            model, enc.input_ids, enc.attention_mask, gate, DecodeConfig(**config), tokenizer, generator
+        )
+
+
 def write_toy_rows(path: Path, n: int = 8) -> Path:
     """``n`` toy GSM8K-style rows (``What is i plus i?``, gold ``2i``) as JSONL, for ``--task file``."""
     rows = [

@@ -14,7 +14,7 @@ from transformers import DynamicCache
 from hrpo.gate import GateConfig, ThinkingGate
 from hrpo.generation import DecodeConfig, hybrid_generate, replay_logprobs
 from hrpo.latent import SamplingConfig, sparse_latents
-from hrpo.testing import MIXED_LENGTH_PROMPTS, encode
+from hrpo.testing import MIXED_LENGTH_PROMPTS, decode_batch, encode
 
 PROMPTS = list(MIXED_LENGTH_PROMPTS)
 SAMPLED = SamplingConfig(temperature=0.7, top_k=50, top_p=0.95)
@@ -46,16 +46,10 @@ class SelectCounter:
 
 
 def decode(model, tokenizer, enc, gate, sampling, hybrid, eos=(), compact=0.0, seed=0, max_new=24, **kw):
-    config = DecodeConfig(
-        max_new_tokens=max_new,
-        sampling=sampling,
-        hybrid=hybrid,
-        eos_token_ids=eos,
-        compact_fraction=compact,
-        **kw,
-    )
-    generator = torch.Generator().manual_seed(seed)
-    return hybrid_generate(model, enc.input_ids, enc.attention_mask, gate, config, tokenizer, generator)
+    return decode_batch(
+        model, tokenizer, enc, gate, seed, max_new_tokens=max_new, sampling=sampling, hybrid=hybrid,
+        eos_token_ids=eos, compact_fraction=compact, **kw,
+    )  # fmt: skip
 
 
 def assert_same_rollout(got, want, embedding):

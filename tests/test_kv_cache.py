@@ -15,10 +15,9 @@ from transformers import DynamicCache, Qwen2Config
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from hrpo.gate import GateConfig, ThinkingGate
-from hrpo.generation import DecodeConfig, hybrid_generate
 from hrpo.kv_cache import PreallocatedLayer, preallocated_cache
 from hrpo.latent import SamplingConfig
-from hrpo.testing import MIXED_LENGTH_PROMPTS, encode
+from hrpo.testing import MIXED_LENGTH_PROMPTS, decode_batch, encode
 
 ROLLOUT_FIELDS = (
     "completion_ids", "completion_mask", "thinking_mask", "stop_reason", "logprobs", "embeds_ratio",
@@ -145,24 +144,11 @@ def make_gate(model) -> ThinkingGate:
     return gate.to(model.dtype)
 
 
-def decode(model, tokenizer, enc, gate, sampling, hybrid, preallocate, eos=(), max_new=20):
-    config = DecodeConfig(
-        max_new_tokens=max_new,
-        sampling=sampling,
-        hybrid=hybrid,
-        eos_token_ids=eos,
+def decode(model, tokenizer, enc, gate, sampling, hybrid, preallocate, eos=()):
+    return decode_batch(
+        model, tokenizer, enc, gate, max_new_tokens=20, sampling=sampling, hybrid=hybrid, eos_token_ids=eos,
         preallocate_cache=preallocate,
-    )
-    with torch.no_grad():
-        return hybrid_generate(
-            model,
-            enc.input_ids,
-            enc.attention_mask,
-            gate,
-            config,
-            tokenizer,
-            torch.Generator().manual_seed(0),
-        )
+    )  # fmt: skip
 
 
 def assert_identical(got, want) -> None:
