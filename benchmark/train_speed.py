@@ -80,12 +80,20 @@ MODES = {
     "gc": "recipe, gradient checkpointing on",
     "recipe": "recipe as shipped (checkpointing off, buckets on)",
 }
-RECIPE_MODES = {  # --recipe modes: the overrides on top of the YAML
-    "before": ["--gradient_checkpointing", "true", "--length_buckets", "false"],
-    "trl": ["--gradient_checkpointing", "true", "--length_buckets", "false"],
+TRL_SPEED_DEFAULTS = ["--gradient_checkpointing", "true", "--length_buckets", "false"]
+RECIPE_MODES = {  # --recipe modes: the overrides on top of the YAML ("before" also swaps the KV cache)
+    "before": TRL_SPEED_DEFAULTS,
+    "trl": TRL_SPEED_DEFAULTS,
     "gc": ["--gradient_checkpointing", "true"],
     "recipe": [],
 }
+COMPARISONS = (  # (numerator mode, denominator mode, what the ratio shows), printed when both ran
+    ("c", "b", "length buckets, (c) off / (b) on"),
+    ("before", "recipe", "step time before/recipe (before / after)"),
+    ("trl", "recipe", "step time trl/recipe (before / after)"),
+    ("gc", "recipe", "step time gc/recipe (before / after)"),
+)
+RATIO_PARTS = ("wall", "cpu", "rollout", "ref/old", "loss fwd", "backward")
 PARTS = ("rollout", "reward", "ref/old", "loss fwd", "backward", "other")
 TARGET = 1.15
 
@@ -346,11 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     from hrpo.data import load_benchmark
     from hrpo.prompts import add_prompt_column
 
-    tokenizer = AutoTokenizer.from_pretrained(assets.smollm2_path())
-    tokenizer.padding_side = "left"
-    rows = load_benchmark("gsm8k", "test", data_dir=GSM8K_DIR)
-    needed = args.prompts_per_step * (1 + args.steps)
-    dataset = Dataset.from_list(add_prompt_column([dict(r) for r in rows[: max(needed, 16)]]))
+    tokenizer = dataset = None  # --recipe builds its own from the YAML
+    if args.recipe is None:
+        tokenizer = AutoTokenizer.from_pretrained(assets.smollm2_path())
+        tokenizer.padding_side = "left"
+        rows = load_benchmark("gsm8k", "test", data_dir=GSM8K_DIR)
+        needed = args.prompts_per_step * (1 + args.steps)
+        dataset = Dataset.from_list(add_prompt_column([dict(r) for r in rows[: max(needed, 16)]]))
     allowed = RECIPE_MODES if args.recipe is not None else ("a", "b", "c")
     modes = [m for m in (args.modes or ("trl,recipe" if args.recipe else "a,b")).split(",") if m]
     unknown = [m for m in modes if m not in allowed]
@@ -405,32 +415,18 @@ def main(argv: list[str] | None = None) -> int:
                 "wall": medians["b"]["wall"] / medians["a"]["wall"],
                 "cpu": medians["b"]["cpu"] / medians["a"]["cpu"],
             }
-        for before in ("before", "trl"):
-            if before in medians and "recipe" in medians:
-                for part in ("wall", "cpu", "rollout", "ref/old", "loss fwd", "backward"):
-                    ratios.setdefault(f"{model_name} {before}/recipe", {})[part] = medians[before][
-                        part
-                    ] / max(medians["recipe"][part], 1e-9)
-        if "gc" in medians and "recipe" in medians:
-            for part in ("wall", "cpu", "loss fwd", "backward"):
-                ratios.setdefault(f"{model_name} gc/recipe", {})[part] = medians["gc"][part] / max(
-                    medians["recipe"][part], 1e-9
-                )
-        if "b" in medians and "c" in medians:
-            for part in ("wall", "cpu", "ref/old", "loss fwd", "backward"):
-                ratios.setdefault(f"{model_name} c/b", {})[part] = medians["c"][part] / max(
-                    medians["b"][part], 1e-9
-                )
+        for num, den, _ in COMPARISONS:
+            if num in medians and den in medians:
+                ratios[f"{model_name} {num}/{den}"] = {
+                    part: medians[num][part] / max(medians[den][part], 1e-9) for part in RATIO_PARTS
+                }
     print("\n".join(lines))
+    labels = {f"{num}/{den}": label for num, den, label in COMPARISONS}
     for model_name, ratio in ratios.items():
-        if model_name.endswith((" before/recipe", " trl/recipe", " gc/recipe")):
-            name, pair = model_name.split(" ")
+        name, _, pair = model_name.partition(" ")
+        if pair:
             speedups = ", ".join(f"{part} {value:.2f}x" for part, value in ratio.items())
-            print(f"{name}: step time {pair} (before / after), median: {speedups}")
-            continue
-        if model_name.endswith(" c/b"):
-            speedups = ", ".join(f"{part} {value:.2f}x" for part, value in ratio.items())
-            print(f"{model_name[:-4]}: length buckets, (c) off / (b) on, median: {speedups}")
+            print(f"{name}: {labels[pair]}, median: {speedups}")
             continue
         verdict = "meets" if ratio["wall"] <= TARGET else "misses"
         print(

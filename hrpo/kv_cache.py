@@ -74,9 +74,6 @@ class PreallocatedLayer(DynamicLayer):
         self.keys = self._key_buffer[:, :, : self._length]
         self.values = self._value_buffer[:, :, : self._length]
 
-    def get_seq_length(self) -> int:
-        return self._length if self.is_initialized else 0
-
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep the rows ``indices`` (compaction in :func:`hrpo.generation.hybrid_generate`)."""
         if self.is_initialized:

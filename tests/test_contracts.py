@@ -57,7 +57,6 @@ SIGNATURES = {
     "transformers.cache_utils:CacheLayerMixin.__init__": "(self, **kwargs)",
     "transformers.cache_utils:DynamicLayer.lazy_initialization": "(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None",
     "transformers.cache_utils:DynamicLayer.update": "(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]",
-    "transformers.cache_utils:DynamicLayer.get_seq_length": "(self) -> int",
     "transformers.cache_utils:DynamicLayer.batch_select_indices": "(self, indices: torch.Tensor) -> None",
     "transformers.cache_utils:DynamicLayer.batch_repeat_interleave": "(self, repeats: int) -> None",
     "transformers.cache_utils:CacheLayerMixin.reorder_cache": "(self, beam_idx: torch.LongTensor) -> None",
